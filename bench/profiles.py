@@ -1,0 +1,24 @@
+"""Training profiles: how long and how big a run is. A dataset plugin may override a profile's values."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Profile:
+    epochs: int
+    batch_size: int
+    optimizer: str  # "sgd" (momentum 0.9, nesterov) or "adamw"
+    lr: float
+    weight_decay: float
+    max_train_examples: int | None = None  # train on a fixed subset (None = all)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(epochs=1, batch_size=64, optimizer="sgd", lr=0.05, weight_decay=5e-4, max_train_examples=512),
+    "quick": Profile(epochs=15, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4),
+    "standard": Profile(epochs=60, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4),
+    "paper": Profile(epochs=180, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=1e-4),
+}
+
+PROFILE_FIELDS = [f.name for f in fields(Profile)]

@@ -1,0 +1,207 @@
+"""One training/evaluation run: RunSpec -> RunRecord. Every method trains through this one loop."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from bench import DynBenchError, registry
+from bench.backbones import build_backbone
+from bench.data import SPLIT_SEED, BatchPipeline, iterate_batches, load_splits
+from bench.dataset import DatasetPlugin, TensorSplit
+from bench.gates import GateTrace
+from bench.macs import count_macs, count_params, executed_macs
+from bench.method import Method, StepContext
+from bench.profiles import PROFILES
+from bench.records import (RunRecord, RunSpec, code_hash, hardware_info, load_record, record_path, save_record,
+                           software_versions)
+
+EVAL_BATCH_SIZE = 512
+WARMUP_FRACTION = 0.02  # linear learning-rate warm-up over the first 2 % of steps, then cosine decay
+
+
+def make_spec(method: str, dataset: str, profile: str = "quick", seed: int = 0, preset: str = "default",
+              backbone: str | None = None, method_options: dict[str, Any] | None = None,
+              backbone_options: dict[str, Any] | None = None, **overrides: Any) -> RunSpec:
+    """Resolve a run from names: profile values, then the dataset's overrides for that profile, then
+    explicit `overrides` (epochs, batch_size, lr, ...). Unknown names raise `DynBenchError`."""
+    method_cls, dataset_cls = registry.get_method(method), registry.get_dataset(dataset)
+    method_cls(preset, **(method_options or {}))  # validates preset and options now, not mid-suite
+    if profile not in PROFILES:
+        guesses = difflib.get_close_matches(profile, list(PROFILES), n=1)
+        hint = f" (did you mean '{guesses[0]}'?)" if guesses else ""
+        raise DynBenchError(f"unknown profile '{profile}'{hint}: choose one of {', '.join(PROFILES)}")
+    values = {**dataclasses.asdict(PROFILES[profile]), **dataset_cls.profile_overrides.get(profile, {}),
+              **{k: v for k, v in overrides.items() if v is not None}}
+    if backbone is None:
+        backbone, backbone_options = dataset_cls.backbone, {**dataset_cls.backbone_options, **(backbone_options or {})}
+    return RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, preset=preset,
+                   method_options=dict(method_options or {}), backbone_options=dict(backbone_options or {}),
+                   profile=profile, **values)
+
+
+def derive_seed(master: int, axis: str) -> int:
+    """Independent seeds per axis (initialisation, data order, augmentation, gate noise) from one master seed."""
+    return int(hashlib.sha256(f"{master}:{axis}".encode()).hexdigest()[:8], 16)
+
+
+def plugin_file(cls: type) -> str:
+    return sys.modules[cls.__module__].__file__ or cls.__module__
+
+
+def run(spec: RunSpec, data_root: Path, results_dir: Path, force: bool = False,
+        device: str | None = None, progress: bool = True) -> tuple[RunRecord, bool]:
+    """Train and evaluate `spec`, or reuse its record. Returns (record, reused). The record is written
+    only when the run completes, so an interrupted run leaves nothing behind."""
+    method_cls, dataset_cls = registry.get_method(spec.method), registry.get_dataset(spec.dataset)
+    path = record_path(results_dir, spec)
+    current_code = code_hash(plugin_file(method_cls), plugin_file(dataset_cls))
+    if path.exists() and not force:
+        previous = load_record(path)
+        if previous.code_hash == current_code:
+            return previous, True
+    record = _train_and_evaluate(spec, method_cls(spec.preset, **spec.method_options), dataset_cls(),
+                                 data_root, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+                                 current_code, progress)
+    save_record(path, record)
+    return record, False
+
+
+def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, data_root: Path,
+                        device: torch.device, current_code: str, progress: bool) -> RunRecord:
+    started = time.perf_counter()
+    seeds = {"split": SPLIT_SEED, **{axis: derive_seed(spec.seed, axis) for axis in ("init", "order", "augment", "gates")}}
+    splits = load_splits(dataset, data_root)
+    train = splits.train
+    if spec.max_train_examples is not None and spec.max_train_examples < len(train):
+        train = train.subset(torch.arange(spec.max_train_examples))  # the split is already shuffled with a fixed seed
+
+    torch.manual_seed(seeds["init"])
+    backbone = build_backbone(spec.backbone, tuple(train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
+    example = BatchPipeline(dataset, torch.device("cpu"))(splits.test.x[:1])
+    dense_macs = count_macs(backbone, example)
+    model = method.build(backbone).to(device)
+    if device.type == "cuda" and dataset.modality == "image":
+        model = model.to(memory_format=torch.channels_last)
+    pipeline = BatchPipeline(dataset, device)
+
+    steps_per_epoch = max(1, len(train) // spec.batch_size)
+    total_steps = spec.epochs * steps_per_epoch
+    optimizer = make_optimizer(model, spec)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps))
+    order_rng = torch.Generator().manual_seed(seeds["order"])
+    augment_rng = torch.Generator().manual_seed(seeds["augment"])
+    torch.manual_seed(seeds["gates"])  # gate noise (Gumbel, Bernoulli) draws from the global generator
+
+    curve, step = [], 0
+    train_started = time.perf_counter()
+    for epoch in range(spec.epochs):
+        epoch_started = time.perf_counter()
+        model.train()
+        method.on_epoch_start(model, epoch, spec.epochs)
+        sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+        batches = iterate_batches(train, spec.batch_size, shuffle=True, generator=order_rng, drop_last=True)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{spec.epochs}", leave=False,
+                   disable=not progress or None, file=sys.stderr)
+        for x, y in bar:
+            inputs, targets = pipeline(x, augment_rng, train=True), y.to(device)
+            with GateTrace.recording() as trace:
+                logits = model(inputs)
+            per_sample = task_loss(logits, targets, reduction="none")
+            context = StepContext(inputs, targets, logits, per_sample, trace, epoch, spec.epochs, step, total_steps)
+            extra = method.extra_losses(model, context)
+            loss = per_sample.mean() + sum(extra.values(), torch.zeros((), device=device))
+            if not torch.isfinite(loss):
+                raise DynBenchError(f"{spec.label}: loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            n = len(targets)
+            sums["loss"] += loss.item() * n
+            sums["correct"] += (logits.argmax(1) == targets).sum().item()
+            sums["seen"] += n
+            for name, value in extra.items():
+                sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value.item() * n
+        val_metrics, _ = evaluate(model, splits.val, pipeline)
+        seen = max(sums.pop("seen"), 1.0)
+        entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_accuracy": sums.pop("correct") / seen,
+                 **{k: v / seen for k, v in sums.items()}, "val_accuracy": val_metrics["accuracy"],
+                 "seconds": time.perf_counter() - epoch_started}
+        curve.append(entry)
+        if progress:
+            print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}, val acc {entry['val_accuracy']:.4f}, "
+                  f"{entry['seconds']:.1f}s", file=sys.stderr)
+    train_seconds = time.perf_counter() - train_started
+
+    val_metrics, val_trace = evaluate(model, splits.val, pipeline)
+    test_metrics, test_trace = evaluate(model, splits.test, pipeline)
+    macs = executed_macs(model.cpu(), example, test_trace, dense_macs)
+    metrics = {
+        "val": val_metrics, "test": test_metrics, "params": count_params(model),
+        "dense_macs": dense_macs, "executed_macs": dataclasses.asdict(macs), "mac_saving": macs.saving,
+        "exec_rate_per_unit": test_trace.exec_rate_per_unit(),
+        "val_exec_rate_per_unit": val_trace.exec_rate_per_unit(),
+    }
+    return RunRecord(
+        spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
+        data={"source": splits.source, **splits.sizes(), "train_used": len(train)}, metrics=metrics, curve=curve,
+        train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, versions=software_versions(),
+        hardware=hardware_info(device), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def task_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy; label 255 is ignored (segmentation masks). Per-sample losses average over pixels."""
+    loss = F.cross_entropy(logits, targets, ignore_index=255, reduction="none")
+    if loss.dim() > 1:
+        loss = loss.flatten(1).mean(1)
+    return loss.mean() if reduction == "mean" else loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: TensorSplit, pipeline: BatchPipeline) -> tuple[dict[str, float], GateTrace]:
+    """Accuracy and mean task loss on a split, with the gate trace of every sample (eval-mode gates)."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct, loss_sum = 0, 0.0
+    with GateTrace.recording() as trace:
+        for x, y in iterate_batches(split, EVAL_BATCH_SIZE):
+            logits = model(pipeline(x).to(device))
+            targets = y.to(device)
+            correct += (logits.argmax(1) == targets).sum().item()
+            loss_sum += task_loss(logits, targets, reduction="none").sum().item()
+    n = max(len(split), 1)
+    return {"accuracy": correct / n, "loss": loss_sum / n}, trace
+
+
+def make_optimizer(model: nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9, Nesterov) or AdamW; no weight decay on norms and biases."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=spec.lr, momentum=0.9, nesterov=True)
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=spec.lr)
+    raise DynBenchError(f"unknown optimizer '{spec.optimizer}': choose sgd or adamw")
+
+
+def warmup_cosine(step: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to 0."""
+    warmup = max(1, int(WARMUP_FRACTION * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
