@@ -1,0 +1,118 @@
+"""The training loop on the always-available digits dataset: it learns, is reproducible, and records honestly."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench import DynBenchError
+from bench.data import resolve_data_root
+from bench.records import load_record, record_path
+from bench.train import derive_seed, make_spec, run, warmup_cosine
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    spec = make_spec("dense", "digits", profile="smoke", epochs=3)
+    record, reused = run(spec, resolve_data_root(None), results, progress=False)
+    return spec, record, reused, results
+
+
+def test_a_smoke_run_learns_and_writes_a_complete_record(smoke_run):
+    spec, record, reused, results = smoke_run
+    assert not reused
+    assert record.metrics["test"]["accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert len(record.curve) == 3 and record.curve[-1]["loss"] < record.curve[0]["loss"]
+    saved = json.loads(record_path(results, spec).read_text())
+    assert saved["spec"] == spec.to_dict() and saved["spec_hash"] == spec.hash
+    assert saved["versions"]["torch"] == torch.__version__.split("+")[0] or saved["versions"]["torch"] == torch.__version__
+    assert {"device", "cpu_count", "torch_threads"} <= set(saved["hardware"])
+    assert saved["data"] == {"source": "bundled", "train": 1293, "val": 144, "test": 360, "train_used": 512}
+    assert set(saved["seeds"]) == {"split", "init", "order", "augment", "gates"}
+
+
+def test_dense_macs_come_from_fvcore_and_equal_the_hand_count(smoke_run):
+    _, record, _, _ = smoke_run
+    # ResNet-8 on 1x8x8: stem 9*1*16*64; stage 1: 2 convs 9*16*16*64; stage 2: 9*16*32*16 + 9*32*32*16 + 16*32*16;
+    # stage 3: 9*32*64*4 + 9*64*64*4 + 32*64*4; head 64*10.
+    hand = 9216 + 2 * 147456 + (73728 + 147456 + 8192) + (73728 + 147456 + 8192) + 640
+    assert record.metrics["dense_macs"] == hand
+    assert record.metrics["executed_macs"] == {"dense": hand, "mean": hand, "std": 0.0, "p50": hand, "p95": hand}
+    assert record.metrics["mac_saving"] == 0.0
+
+
+def test_the_same_spec_reuses_its_record_unless_forced(smoke_run, monkeypatch):
+    spec, record, _, results = smoke_run
+    import bench.train as train
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a recorded spec must not be retrained")
+
+    monkeypatch.setattr(train, "_train_and_evaluate", must_not_train)
+    again, reused = run(spec, resolve_data_root(None), results, progress=False)
+    assert reused and again.created == record.created
+    with pytest.raises(AssertionError):
+        run(spec, resolve_data_root(None), results, force=True, progress=False)
+
+
+def test_a_stale_record_is_rerun(smoke_run, monkeypatch):
+    spec, _, _, results = smoke_run
+    path = record_path(results, spec)
+    saved = json.loads(path.read_text())
+    saved["code_hash"] = "0" * 16  # as if the plugin code had changed since
+    path.write_text(json.dumps(saved))
+    rerun, reused = run(spec, resolve_data_root(None), results, progress=False)
+    assert not reused and load_record(path).code_hash == rerun.code_hash != "0" * 16
+
+
+def test_runs_are_reproducible_for_a_seed(tmp_path):
+    spec = make_spec("dense", "digits", profile="smoke", epochs=1, seed=7)
+    first, _ = run(spec, resolve_data_root(None), tmp_path / "a", progress=False)
+    second, _ = run(spec, resolve_data_root(None), tmp_path / "b", progress=False)
+    assert first.metrics["test"] == second.metrics["test"]
+    assert [e["loss"] for e in first.curve] == [e["loss"] for e in second.curve]
+
+
+def test_an_interrupted_run_leaves_no_record(tmp_path, monkeypatch):
+    from bench.method import Method
+    from bench import registry
+
+    calls = {"n": 0}
+
+    def interrupt_on_third_step(self, model, step):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return {}
+
+    monkeypatch.setattr(registry.get_method("dense"), "extra_losses", interrupt_on_third_step)
+    spec = make_spec("dense", "digits", profile="smoke")
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, resolve_data_root(None), tmp_path, progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_profiles_and_overrides_resolve_into_the_spec():
+    spec = make_spec("dense", "digits", profile="quick", epochs=5, lr=0.01)
+    assert (spec.epochs, spec.lr, spec.batch_size, spec.backbone) == (5, 0.01, 64, "resnet8")
+    assert make_spec("dense", "digits", seed=1).hash != make_spec("dense", "digits", seed=2).hash
+    with pytest.raises(DynBenchError, match="unknown profile 'quik'.*did you mean 'quick'"):
+        make_spec("dense", "digits", profile="quik")
+    with pytest.raises(DynBenchError, match="has no preset 'fast'"):
+        make_spec("dense", "digits", preset="fast")
+    with pytest.raises(DynBenchError, match="has no option budget"):
+        make_spec("dense", "digits", method_options={"budget": 0.5})
+
+
+def test_seeds_differ_per_axis_and_are_stable():
+    assert derive_seed(0, "init") != derive_seed(0, "order")
+    assert derive_seed(3, "gates") == derive_seed(3, "gates")
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    factors = [warmup_cosine(step, 1000) for step in range(1000)]
+    assert factors[0] < factors[19] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[20:], factors[21:]))
+    assert factors[-1] < 1e-4
