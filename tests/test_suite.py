@@ -1,0 +1,57 @@
+"""Suites: TOML errors name the file and key; completed runs are kept and a suite resumes."""
+from __future__ import annotations
+
+import pytest
+
+from bench import DynBenchError
+from bench.data import resolve_data_root
+from bench.records import record_path
+from bench.suite import expand, load_suite, run_suite
+from bench.tables import write_tables
+
+
+def write_suite(tmp_path, text: str):
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_quick_suite_is_dense_on_digits_over_three_seeds():
+    specs = expand(load_suite("quick"))
+    assert [(s.method, s.dataset, s.seed) for s in specs] == [("dense", "digits", seed) for seed in (0, 1, 2)]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('profile = "smoke"\nseeds = [0]\ndatasets = ["digits"]\n', "missing key 'methods'"),
+    ('profile = "smoke"\nseeds = 0\ndatasets = ["digits"]\nmethods = ["dense"]\n', "'seeds' must be a list"),
+    ('profile = "smoke"\nseeds = [0]\ndatasets = ["digits"]\nmethods = ["dense"]\nepoch = 3\n', "unknown key"),
+    ('profile = "smoke\n', "suite.toml"),
+])
+def test_suite_file_errors_name_the_file_and_key(tmp_path, text, message):
+    with pytest.raises(DynBenchError, match=message) as error:
+        load_suite(write_suite(tmp_path, text))
+    assert "suite.toml" in str(error.value)
+
+
+def test_unknown_names_in_a_suite_are_caught_before_running(tmp_path):
+    suite = load_suite(write_suite(tmp_path, 'profile = "smoke"\nseeds = [0]\ndatasets = ["digits"]\nmethods = ["skipnett"]\n'))
+    with pytest.raises(DynBenchError, match="unknown method 'skipnett'"):
+        expand(suite)
+
+
+def test_smoke_suite_end_to_end_and_resume(tmp_path, capsys):
+    """The end-to-end smoke run: suite -> records -> tables; a second pass keeps every completed run."""
+    suite = load_suite(write_suite(tmp_path, 'profile = "smoke"\nseeds = [0, 1]\ndatasets = ["digits"]\nmethods = ["dense"]\n'))
+    results = tmp_path / "results"
+    first_spec = expand(suite)[0]
+    assert run_suite(suite, resolve_data_root(None), results) == 0
+    first_record = record_path(results, first_spec).read_text()
+    record_path(results, expand(suite)[1]).unlink()  # as if the suite had been interrupted after one run
+    capsys.readouterr()
+    assert run_suite(suite, resolve_data_root(None), results) == 0
+    progress = capsys.readouterr().err
+    assert "[1/2] dense on digits (resnet8, smoke, seed 0): kept" in progress
+    assert "[2/2] dense on digits (resnet8, smoke, seed 1): test acc" in progress
+    assert record_path(results, first_spec).read_text() == first_record
+    board = write_tables(results).read_text()
+    assert "| dense" in board and "digits" in board
