@@ -4,23 +4,15 @@ from __future__ import annotations
 import pytest
 
 from bench import DynBenchError, registry
-from conftest import run_cli
-
-NEW_METHOD = '''"""A method added by dropping one file into methods/: the dense backbone with a frozen stem."""
-from bench.method import Method
-from bench.registry import register_method
+from conftest import REPO, run_cli
 
 
-@register_method
-class FrozenStem(Method):
-    name = "frozen_stem"
-    description = "dense backbone whose stem is not trained"
 
-    def build(self, backbone):
-        for parameter in backbone.stem.parameters():
-            parameter.requires_grad_(False)
-        return backbone
-'''
+def readme_example_plugin() -> str:
+    """The minimal method plugin shown in the README, so the documented example is the one tested."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```python\n# methods/frozen_stem.py\n", 1)[1]
+    return block.split("```", 1)[0]
 
 
 def test_builtin_plugins_are_registered():
@@ -39,14 +31,14 @@ def test_unknown_dataset_lists_the_known_ones():
 
 
 def test_a_dropped_in_method_file_is_listed_and_runs(repo_copy, tmp_path):
-    (repo_copy / "methods" / "frozen_stem.py").write_text(NEW_METHOD)
+    (repo_copy / "methods" / "frozen_stem.py").write_text(readme_example_plugin())
     listing = run_cli("list", cwd=repo_copy)
     assert listing.returncode == 0, listing.stderr
     assert "frozen_stem" in listing.stdout and "dense backbone whose stem is not trained" in listing.stdout
-    result = run_cli("run", "--method", "frozen_stem", "--dataset", "digits", "--profile", "smoke",
+    result = run_cli("run", "--method", "frozen_stem", "--dataset", "digits", "--profile", "smoke", "--preset", "bn_too",
                      "--results", str(tmp_path / "results"), cwd=repo_copy)
     assert result.returncode == 0, result.stderr
-    assert "frozen_stem on digits" in result.stdout
+    assert "frozen_stem:bn_too on digits" in result.stdout
     assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 1
 
 
