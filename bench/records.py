@@ -1,6 +1,7 @@
 """Run specs and run records: plain dataclasses serialised to JSON, written atomically."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -75,12 +76,22 @@ class RunRecord:
         return RunSpec(**self.spec)
 
 
-def code_hash(*files: str | os.PathLike) -> str:
-    """Hash of the plugin files a run executed plus the bench version: a change makes old records stale."""
-    digest = hashlib.sha256(bench.__version__.encode())
-    for path in files:
+def code_hash(*plugin_files: str | os.PathLike) -> str:
+    """Hash of the code a run executed — the plugin files and the whole `bench` package — so that any
+    change (a fixed MAC count, a new loss) makes old records stale instead of keeping their numbers."""
+    digest = hashlib.sha256(_framework_hash().encode())
+    for path in plugin_files:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _framework_hash() -> str:
+    package = Path(bench.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def record_path(results_dir: Path, spec: RunSpec) -> Path:
