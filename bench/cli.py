@@ -68,7 +68,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from bench.data import resolve_data_root
     from bench.suite import load_suite, run_suite
 
-    failures = run_suite(load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results), device=args.device)
+    failures = run_suite(load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results),
+                         device=args.device, jobs=args.jobs)
     if failures:
         print(f"{failures} run(s) failed; completed runs are kept", file=sys.stderr)
     return 1 if failures else 0
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run every run of a suite (TOML) that has no record yet; interrupted suites "
                                           "resume where they stopped.")
     sub.add_argument("suite", help="suite name in bench/suites (e.g. quick) or a path to a .toml file")
+    sub.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     common(sub)
     sub.set_defaults(func=cmd_suite)

@@ -44,6 +44,7 @@ class DatasetPlugin:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     task: ClassVar[str] = "classification"  # or "segmentation"
+    primary_metric: ClassVar[str] = "accuracy"  # the test metric leaderboards rank by ("miou" for segmentation)
     modality: ClassVar[str] = "image"  # "image" | "tabular" | "text"
     num_classes: ClassVar[int]
     backbone: ClassVar[str] = "resnet20"  # default backbone for this dataset

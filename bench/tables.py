@@ -1,6 +1,7 @@
-"""Leaderboards built from run records alone (pandas): Markdown and CSV under `results/`."""
+"""Leaderboards built from run records alone (pandas): per-dataset and overall Markdown, CSVs, plots, report."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from bench.records import RunRecord, code_hash, load_record
 from bench.train import plugin_file
 
 GROUP_KEYS = ["dataset", "method", "preset", "backbone", "profile", "epochs"]
-RANK_RULE = ("Rank: within each dataset, by mean test accuracy (higher first); ties broken by mean executed "
-             "MACs (lower first). Accuracy is measured once on the test split after training; no selection on test.")
+RANK_RULE = ("Rank: within each dataset, by mean test score (accuracy, or mIoU for segmentation; higher first), ties "
+             "broken by mean executed MACs (lower first). The test split is evaluated once per run after training; "
+             "nothing is selected on it.")
+LATENCY_RULE = ("Latency saving: 1 − dynamic / dense median latency, measured with real skipping (mode, batch size, "
+                "device and threads are in each record); '—' = not measured.")
 
 
 def load_records(results_dir: Path) -> list[RunRecord]:
@@ -37,64 +41,107 @@ def is_stale(record: RunRecord) -> bool:
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per run."""
+    """One row per run, with the dataset's primary test metric as `score`."""
     rows = []
     for record in records:
-        spec, metrics = record.spec, record.metrics
-        rows.append({
-            **{key: spec[key] for key in GROUP_KEYS}, "seed": spec["seed"], "spec_hash": record.spec_hash,
-            "test_accuracy": metrics["test"]["accuracy"], "val_accuracy": metrics["val"]["accuracy"],
-            "executed_macs": metrics["executed_macs"]["mean"], "dense_macs": metrics["dense_macs"],
-            "mac_saving": metrics["mac_saving"], "params": metrics["params"], "train_seconds": record.train_seconds,
-            "stale": is_stale(record), "device": record.hardware.get("device", "?"),
-        })
+        try:
+            rows.append(_run_row(record))
+        except (KeyError, TypeError, AttributeError) as exc:
+            print(f"warning: malformed run record {record.spec_hash}: missing or wrong field {exc}; ignored", file=sys.stderr)
     return pd.DataFrame(rows)
 
 
+def _run_row(record: RunRecord) -> dict:
+    spec, metrics = record.spec, record.metrics
+    primary = metrics.get("primary_metric", "accuracy")
+    latency = metrics.get("latency") or {}
+    return {
+        **{key: spec[key] for key in GROUP_KEYS}, "seed": spec["seed"], "spec_hash": record.spec_hash,
+        "metric": primary, "score": metrics["test"][primary], "val_score": metrics["val"][primary],
+        "executed_macs": metrics["executed_macs"]["mean"], "executed_macs_std": metrics["executed_macs"]["std"],
+        "dense_macs": metrics["dense_macs"], "mac_saving": metrics["mac_saving"],
+        "latency_saving": latency.get("saving", math.nan), "params": metrics["params"],
+        "train_seconds": record.train_seconds, "stale": is_stale(record), "device": record.hardware.get("device", "?"),
+        "exec_rate_per_unit": metrics.get("exec_rate_per_unit", {}),
+    }
+
+
 def leaderboard_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (dataset, method, preset, backbone, profile, epochs), ranked."""
-    grouped = runs.groupby(GROUP_KEYS, dropna=False)
-    board = grouped.agg(
-        seeds=("seed", "nunique"), test_accuracy_mean=("test_accuracy", "mean"),
-        test_accuracy_std=("test_accuracy", "std"), val_accuracy_mean=("val_accuracy", "mean"),
-        executed_macs_mean=("executed_macs", "mean"), dense_macs=("dense_macs", "first"),
-        mac_saving_mean=("mac_saving", "mean"), params=("params", "first"),
+    """Mean and std over seeds per (dataset, method, preset, backbone, profile, epochs), ranked per dataset."""
+    board = runs.groupby(GROUP_KEYS, dropna=False).agg(
+        metric=("metric", "first"), seeds=("seed", "nunique"), score_mean=("score", "mean"), score_std=("score", "std"),
+        val_score_mean=("val_score", "mean"), executed_macs_mean=("executed_macs", "mean"),
+        executed_macs_std=("executed_macs", "std"), dense_macs=("dense_macs", "first"),
+        mac_saving_mean=("mac_saving", "mean"), mac_saving_std=("mac_saving", "std"),
+        latency_saving_mean=("latency_saving", "mean"), params=("params", "first"),
         train_seconds_mean=("train_seconds", "mean"), stale=("stale", "any"),
     ).reset_index()
-    board["test_accuracy_std"] = board["test_accuracy_std"].fillna(0.0)
-    board = board.sort_values(["dataset", "test_accuracy_mean", "executed_macs_mean"], ascending=[True, False, True])
+    for column in ("score_std", "executed_macs_std", "mac_saving_std"):
+        board[column] = board[column].fillna(0.0)  # a single seed has no spread
+    board = board.sort_values(["dataset", "score_mean", "executed_macs_mean"], ascending=[True, False, True])
     board.insert(0, "rank", board.groupby("dataset").cumcount() + 1)
+    board.insert(3, "entry", board["method"] + board["preset"].map(lambda p: "" if p == "default" else f":{p}"))
     return board.reset_index(drop=True)
 
 
-def to_markdown(board: pd.DataFrame) -> str:
-    view = pd.DataFrame({
-        "rank": board["rank"], "dataset": board["dataset"],
-        "method": board["method"] + board["preset"].map(lambda p: "" if p == "default" else f":{p}"),
-        "backbone": board["backbone"], "profile": board["profile"], "epochs": board["epochs"], "seeds": board["seeds"],
-        "test acc (%)": [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(board["test_accuracy_mean"], board["test_accuracy_std"])],
-        "executed MACs (M)": (board["executed_macs_mean"] / 1e6).map("{:.3f}".format),
+def display_frame(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as people read it: percentages, millions, one ± column per spread."""
+    metric = board["metric"].iloc[0] if len(board) else "accuracy"
+    return pd.DataFrame({
+        "rank": board["rank"], "dataset": board["dataset"], "method": board["entry"], "backbone": board["backbone"],
+        "profile": board["profile"], "epochs": board["epochs"], "seeds": board["seeds"],
+        f"test {metric} (%)": [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(board["score_mean"], board["score_std"])],
+        "executed MACs (M)": [f"{m / 1e6:.3f} ± {s / 1e6:.3f}" for m, s in zip(board["executed_macs_mean"], board["executed_macs_std"])],
         "MAC saving (%)": (100 * board["mac_saving_mean"]).map("{:.1f}".format),
+        "latency saving (%)": board["latency_saving_mean"].map(lambda v: "—" if pd.isna(v) else f"{100 * v:.1f}"),
         "params (k)": (board["params"] / 1e3).map("{:.1f}".format),
         "train time (s)": board["train_seconds_mean"].map("{:.1f}".format),
         "stale": board["stale"].map({True: "yes", False: ""}),
     })
-    return view.to_markdown(index=False)
+
+
+def notes() -> list[str]:
+    return [RANK_RULE, COUNTING_RULE, LATENCY_RULE,
+            "Mean ± standard deviation over seeds; 'stale' = the code (plugins or bench framework) changed since "
+            "the run; rerun the suite to refresh."]
 
 
 def write_tables(results_dir: Path) -> Path:
-    """Rebuild `results/leaderboard.{md,csv}` and `results/runs.csv` from the records; returns the Markdown path."""
+    """Rebuild everything under `results/` from the records: `leaderboard.md` (overall, with links),
+    `<dataset>/leaderboard.{md,csv}`, `leaderboard.csv`, `runs.csv`, plots and `report.html`.
+    Returns the overall Markdown path."""
+    from bench.plots import exec_rate_heatmap, pareto_plot
+    from bench.report import write_report
+
     records = load_records(results_dir)
     if not records:
         raise DynBenchError(f"no run records under {results_dir / 'runs'}: run `make bench` or `dynbench run` first")
     runs = runs_frame(records)
     board = leaderboard_frame(runs)
     results_dir.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(results_dir / "runs.csv", index=False)
+    runs.drop(columns="exec_rate_per_unit").to_csv(results_dir / "runs.csv", index=False)
     board.to_csv(results_dir / "leaderboard.csv", index=False)
+    footer = "\n".join(f"- {line}" for line in notes())
+    overall = ["# DynBench leaderboard", "", "Generated by `make tables` from the run records in `results/runs/` "
+               "(one JSON file per run: spec, seeds, versions, hardware, curve). Full report: [report.html](report.html).", ""]
+    figures: dict[str, dict[str, Path]] = {}
+    for dataset, dataset_board in board.groupby("dataset", sort=True):
+        folder = results_dir / dataset
+        folder.mkdir(exist_ok=True)
+        dataset_board.to_csv(folder / "leaderboard.csv", index=False)
+        figures[dataset] = {"pareto": pareto_plot(dataset_board, folder / "pareto.png")}
+        heatmap = exec_rate_heatmap(runs[runs["dataset"] == dataset], folder / "exec_rates.png")
+        if heatmap is not None:
+            figures[dataset]["exec_rates"] = heatmap
+        images = "".join(f"\n![{name}]({path.name})\n" for name, path in figures[dataset].items())
+        (folder / "leaderboard.md").write_text(f"# {dataset}\n\n{display_frame(dataset_board).to_markdown(index=False)}\n"
+                                               f"{images}\n{footer}\n")
+        best = dataset_board.iloc[0]
+        overall += [f"## [{dataset}]({dataset}/leaderboard.md)", "",
+                    f"Best: **{best['entry']}** ({100 * best['score_mean']:.2f} % test {best['metric']}, "
+                    f"{100 * best['mac_saving_mean']:.1f} % MAC saving). [Pareto plot]({dataset}/pareto.png)", "",
+                    display_frame(dataset_board).to_markdown(index=False), ""]
     markdown = results_dir / "leaderboard.md"
-    notes = [f"- {RANK_RULE}", f"- {COUNTING_RULE}", "- Mean ± standard deviation over seeds; 'stale' = the code "
-             "(plugins or bench framework) changed since the run; rerun the suite to refresh."]
-    markdown.write_text("# DynBench leaderboard\n\nGenerated by `make tables` from the run records in `results/runs/`."
-                        "\n\n" + to_markdown(board) + "\n\n" + "\n".join(notes) + "\n")
+    markdown.write_text("\n".join(overall) + "\n" + footer + "\n")
+    write_report(results_dir / "report.html", board, figures, notes())
     return markdown

@@ -150,7 +150,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
     test_metrics, test_trace = evaluate(model, splits.test, pipeline)
     macs = executed_macs(model.cpu(), example, test_trace, dense_macs)
     metrics = {
-        "val": val_metrics, "test": test_metrics, "params": count_params(model),
+        "primary_metric": dataset.primary_metric, "val": val_metrics, "test": test_metrics, "params": count_params(model),
         "dense_macs": dense_macs, "executed_macs": dataclasses.asdict(macs), "mac_saving": macs.saving,
         "exec_rate_per_unit": test_trace.exec_rate_per_unit(),
         "val_exec_rate_per_unit": val_trace.exec_rate_per_unit(),

@@ -6,7 +6,7 @@ import pytest
 from bench import DynBenchError
 from bench.data import resolve_data_root
 from bench.records import record_path
-from bench.suite import expand, load_suite, run_suite
+from bench.suite import load_suite, plan, run_suite
 from bench.tables import write_tables
 
 
@@ -17,7 +17,7 @@ def write_suite(tmp_path, text: str):
 
 
 def test_the_quick_suite_is_dense_on_digits_over_three_seeds():
-    specs = expand(load_suite("quick"))
+    specs, skipped = plan(load_suite("quick"), resolve_data_root(None))
     assert [(s.method, s.dataset, s.seed) for s in specs] == [("dense", "digits", seed) for seed in (0, 1, 2)]
 
 
@@ -33,20 +33,40 @@ def test_suite_file_errors_name_the_file_and_key(tmp_path, text, message):
     assert "suite.toml" in str(error.value)
 
 
-def test_unknown_names_in_a_suite_are_caught_before_running(tmp_path):
-    suite = load_suite(write_suite(tmp_path, 'profile = "smoke"\nseeds = [0]\ndatasets = ["digits"]\nmethods = ["skipnett"]\n'))
-    with pytest.raises(DynBenchError, match="unknown method 'skipnett'"):
-        expand(suite)
+@pytest.mark.parametrize("text, message", [
+    ('profile = "smoke"\nseeds = [0]\ndatasets = ["digits"]\nmethods = [\n  "dense",\n  "skipnett",\n]\n',
+     r"suite.toml:6: key 'methods': unknown method 'skipnett'"),
+    ('profile = "smoke"\nseeds = [0]\ndatasets = ["digts"]\nmethods = ["dense"]\n',
+     r"suite.toml:3: key 'datasets': unknown dataset 'digts': did you mean 'digits'"),
+    ('profile = "quik"\nseeds = [0]\ndatasets = ["digits"]\nmethods = ["dense"]\n',
+     r"suite.toml:1: key 'profile': unknown profile 'quik'"),
+    ('profile = "smoke"\nseeds = [0]\ndatasets = ["digits"]\nmethods = ["dense:fast"]\n',
+     r"suite.toml:4: key 'methods': method 'dense' has no preset 'fast'"),
+    ('profile = "smoke"\nseeds = ["a"]\ndatasets = ["digits"]\nmethods = ["dense"]\n',
+     r"suite.toml:2: key 'seeds' must list integers"),
+    ('profile = "smoke"\nseeds = [0]\ndatasets = "everything"\nmethods = ["dense"]\n',
+     r"suite.toml:3: key 'datasets' must be a list of names or \"available\""),
+])
+def test_unknown_names_in_a_suite_are_caught_with_file_line_and_key(tmp_path, text, message):
+    with pytest.raises(DynBenchError, match=message):
+        load_suite(write_suite(tmp_path, text))
+
+
+def test_available_datasets_and_all_methods_expand_and_absent_data_is_skipped(tmp_path):
+    suite = load_suite(write_suite(tmp_path, 'profile = "smoke"\nseeds = [0]\ndatasets = "available"\nmethods = "all:*"\n'))
+    specs, skipped = plan(suite, tmp_path)
+    assert ("dense", "digits", "default") in {(s.method, s.dataset, s.preset) for s in specs}
+    assert all(reason for reason in skipped.values())
 
 
 def test_smoke_suite_end_to_end_and_resume(tmp_path, capsys):
     """The end-to-end smoke run: suite -> records -> tables; a second pass keeps every completed run."""
     suite = load_suite(write_suite(tmp_path, 'profile = "smoke"\nseeds = [0, 1]\ndatasets = ["digits"]\nmethods = ["dense"]\n'))
     results = tmp_path / "results"
-    first_spec = expand(suite)[0]
+    first_spec = plan(suite, resolve_data_root(None))[0][0]
     assert run_suite(suite, resolve_data_root(None), results) == 0
     first_record = record_path(results, first_spec).read_text()
-    record_path(results, expand(suite)[1]).unlink()  # as if the suite had been interrupted after one run
+    record_path(results, plan(suite, resolve_data_root(None))[0][1]).unlink()  # as if the suite had been interrupted after one run
     capsys.readouterr()
     assert run_suite(suite, resolve_data_root(None), results) == 0
     progress = capsys.readouterr().err
