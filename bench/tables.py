@@ -88,7 +88,7 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard as people read it: percentages, millions, one ± column per spread."""
     metric = board["metric"].iloc[0] if len(board) else "accuracy"
     return pd.DataFrame({
-        "rank": board["rank"], "dataset": board["dataset"], "method": board["entry"], "backbone": board["backbone"],
+        "rank": board["rank"], "method": board["entry"], "backbone": board["backbone"],
         "profile": board["profile"], "epochs": board["epochs"], "seeds": board["seeds"],
         f"test {metric} (%)": [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(board["score_mean"], board["score_std"])],
         "executed MACs (M)": [f"{m / 1e6:.3f} ± {s / 1e6:.3f}" for m, s in zip(board["executed_macs_mean"], board["executed_macs_std"])],

@@ -75,3 +75,33 @@ def test_smoke_suite_end_to_end_and_resume(tmp_path, capsys):
     assert record_path(results, first_spec).read_text() == first_record
     board = write_tables(results).read_text()
     assert "| dense" in board and "digits" in board
+
+
+def test_killing_a_suite_midway_keeps_completed_runs_and_no_record_is_corrupt(tmp_path):
+    """`make bench` killed mid-suite (SIGKILL: no chance to clean up), then run again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bench.records import load_record
+    from conftest import REPO
+
+    suite = write_suite(tmp_path, 'profile = "smoke"\nseeds = [0, 1, 2]\ndatasets = ["digits"]\nmethods = ["dense"]\n')
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "suite", suite, "--results", str(results)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith("[1/3]"):
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    kept = sorted(results.glob("runs/*.json"))
+    assert 1 <= len(kept) < 3
+    for path in kept:
+        load_record(path)  # raises on a corrupt record
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count(": kept (record") == len(kept)
+    assert len(list(results.glob("runs/*.json"))) == 3
