@@ -16,9 +16,14 @@ def write_suite(tmp_path, text: str):
     return str(path)
 
 
-def test_the_quick_suite_is_dense_on_digits_over_three_seeds():
-    specs, skipped = plan(load_suite("quick"), resolve_data_root(None))
-    assert [(s.method, s.dataset, s.seed) for s in specs] == [("dense", "digits", seed) for seed in (0, 1, 2)]
+def test_the_quick_suite_covers_every_method_on_every_available_dataset_over_three_seeds(tmp_path):
+    from bench import registry
+
+    specs, skipped = plan(load_suite("quick"), tmp_path)  # an empty data root: only bundled datasets
+    runs = {(s.method, s.dataset, s.seed) for s in specs}
+    assert {("dense", "digits", seed) for seed in (0, 1, 2)} <= runs
+    assert {s.method for s in specs} == set(registry.available("methods"))
+    assert all(s.profile == "quick" for s in specs)
 
 
 @pytest.mark.parametrize("text, message", [
