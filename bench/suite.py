@@ -85,6 +85,7 @@ def run_suite(suite: Suite, data_root: Path, results_dir: Path, device: str | No
         else:
             elapsed = time.perf_counter() - started
             eta = elapsed / (done + 1) * (len(specs) - done - 1)
-            print(f"{prefix}: test acc {record.metrics['test']['accuracy']:.4f} in "
+            primary = record.metrics.get("primary_metric", "accuracy")
+            print(f"{prefix}: test {primary} {record.metrics['test'][primary]:.4f} in "
                   f"{time.perf_counter() - run_started:.1f}s (suite ETA {eta:.0f}s)", file=sys.stderr)
     return failures
