@@ -140,3 +140,22 @@ def read_image_folder(split_dir: Path, classes: Sequence[str], channels: int = 3
     if len(sizes) != 1:
         raise DynBenchError(f"images under {split_dir} differ in size ({sorted(sizes)[:3]}...): all must be the same")
     return TensorSplit(torch.stack(images), torch.cat(labels))
+
+
+def find_idx_files(folder: Path, stems: Sequence[str]) -> dict[str, Path] | None:
+    """Each IDX file of `stems` in `folder`, preferring the original `.gz` over a gunzipped copy; None if any is missing."""
+    found = {}
+    for stem in stems:
+        for candidate in (folder / f"{stem}.gz", folder / stem):
+            if candidate.is_file():
+                found[stem] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def download_error(name: str, exc: Exception, where: Path) -> DynBenchError:
+    """A failed download, said in one line with where to put the files by hand."""
+    return DynBenchError(f"downloading {name} failed ({type(exc).__name__}: {exc}); without network access, "
+                         f"put the original files under {where} by hand")
