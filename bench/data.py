@@ -200,6 +200,14 @@ def dataset_status(plugin: DatasetPlugin, root: Path) -> DatasetStatus:
     return DatasetStatus(plugin.name, True, availability.detail, None, state)
 
 
+def describe_sizes(sizes: dict[str, int] | None, val_fraction: float) -> str:
+    """'60,000 train (54,000 + 6,000 val) / 10,000 test' from the sizes before the validation carve."""
+    if sizes is None:
+        return "sizes unknown until `dynbench data prepare`"
+    n_val = round(val_fraction * sizes["train"])
+    return f"{sizes['train']:,} train ({sizes['train'] - n_val:,} + {n_val:,} val) / {sizes['test']:,} test"
+
+
 def prepare(plugin: DatasetPlugin, root: Path, force: bool = False) -> DatasetStatus:
     """Parse the original files and write the cache now (`force` rebuilds a valid one)."""
     availability = plugin.availability(root)

@@ -72,7 +72,7 @@ class DatasetPlugin:
 
     def cache_tag(self) -> str:
         """Names this plugin's cache file: name, version and the options that change load()'s output."""
-        values = "".join(f"-{key}{getattr(self, key)}" for key in self.options)
+        values = "".join(f"-{key}{_tag_value(getattr(self, key))}" for key in self.options)
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.name}-v{self.version}{values}")
 
     def source_paths(self, root: Path) -> list[Path]:
@@ -88,3 +88,7 @@ class DatasetPlugin:
 
     def load(self, root: Path, split: str) -> TensorSplit:
         raise NotImplementedError(f"dataset plugin '{self.name}' must implement load(root, split)")
+
+
+def _tag_value(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
