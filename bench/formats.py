@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.utils import calculate_md5
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 from bench import DynBenchError
 from bench.dataset import TensorSplit
@@ -120,7 +120,7 @@ def read_image_folder(split_dir: Path, classes: Sequence[str], channels: int = 3
     files are read in name order. Every class folder must exist and hold images of one size."""
     if not split_dir.is_dir():
         raise DynBenchError(f"missing folder {split_dir}: expected {split_dir}/<class>/*.png with classes {', '.join(classes)}")
-    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    mode = "RGB" if channels == 3 else "L"
     images, labels = [], []
     for label, name in enumerate(classes):
         folder = split_dir / name
@@ -132,14 +132,16 @@ def read_image_folder(split_dir: Path, classes: Sequence[str], channels: int = 3
             raise DynBenchError(f"class folder {folder} holds no images; restore it from the original copy")
         for path in files:
             try:
-                images.append(decode_image(read_file(str(path)), mode=mode))
-            except RuntimeError as exc:
+                with Image.open(path) as image:
+                    images.append(np.asarray(image.convert(mode)))
+            except (OSError, UnidentifiedImageError) as exc:
                 raise DynBenchError(f"{path} is not a readable image ({exc}); restore it from the original copy") from None
         labels.append(torch.full((len(files),), label, dtype=torch.int64))
-    sizes = {tuple(image.shape) for image in images}
+    sizes = {image.shape for image in images}
     if len(sizes) != 1:
         raise DynBenchError(f"images under {split_dir} differ in size ({sorted(sizes)[:3]}...): all must be the same")
-    return TensorSplit(torch.stack(images), torch.cat(labels))
+    pixels = torch.from_numpy(np.stack(images))  # [N,H,W,C] or [N,H,W]
+    return TensorSplit(pixels.permute(0, 3, 1, 2).contiguous() if channels == 3 else pixels.unsqueeze(1), torch.cat(labels))
 
 
 def find_idx_files(folder: Path, stems: Sequence[str]) -> dict[str, Path] | None:
