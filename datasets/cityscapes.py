@@ -72,7 +72,7 @@ class Cityscapes(DatasetPlugin):
         for row, (image_path, mask_path) in enumerate(pairs):
             image = open_image(image_path, "RGB").resize((width, height), Image.BILINEAR)
             mask = open_image(mask_path, "L").resize((width, height), Image.NEAREST)
-            images[row] = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
+            images[row] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
             masks[row] = torch.from_numpy(LABEL_TO_TRAIN[np.asarray(mask)])
         return TensorSplit(images, masks)
 
