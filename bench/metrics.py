@@ -32,7 +32,7 @@ def mean_iou(confusion: torch.Tensor) -> float:
 
 def pixel_accuracy(confusion: torch.Tensor) -> float:
     """Fraction of counted (non-ignored) pixels predicted correctly."""
-    return float(confusion.diagonal().sum() / confusion.sum().clamp(min=1))
+    return float(confusion.diagonal().sum().double() / confusion.sum().clamp(min=1))
 
 
 def correct_per_sample(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
