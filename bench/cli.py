@@ -55,9 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                      backbone_options=parse_options(args.backbone_option), epochs=args.epochs,
                      batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer)
     record, reused = run(spec, resolve_data_root(args.data_root), Path(args.results), force=args.force, device=args.device)
-    test, macs = record.metrics["test"], record.metrics["executed_macs"]
+    primary, macs = record.metrics["primary_metric"], record.metrics["executed_macs"]
     how = "reused the existing record" if reused else f"trained in {record.train_seconds:.1f}s"
-    print(f"{spec.label}: {how}\n  test accuracy {test['accuracy']:.4f}, val accuracy {record.metrics['val']['accuracy']:.4f}\n"
+    print(f"{spec.label}: {how}\n  test {primary} {record.metrics['test'][primary]:.4f}, "
+          f"val {primary} {record.metrics['val'][primary]:.4f}\n"
           f"  executed MACs {macs['mean'] / 1e6:.3f} M (dense {record.metrics['dense_macs'] / 1e6:.3f} M, saving "
           f"{100 * record.metrics['mac_saving']:.1f} %), params {record.metrics['params']:,}\n"
           f"  record: {Path(args.results) / 'runs' / (record.spec_hash + '.json')}")
@@ -79,6 +80,26 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from bench.tables import write_tables
 
     print(f"wrote {write_tables(Path(args.results))}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data import dataset_status, describe_sizes, download, prepare, resolve_data_root
+
+    root = resolve_data_root(args.data_root)
+    if args.action == "list":
+        print(f"datasets (data root {root}):")
+        for name, cls in registry.available("datasets").items():
+            status = dataset_status(cls(), root)
+            print(f"  {name:<14} {'available' if status.available else 'unavailable'}: {status.detail}")
+            if status.available:
+                print(f"  {'':<14} {describe_sizes(status.sizes, cls.val_fraction)}; cache: {status.cache}")
+        return 0
+    if not args.name:
+        raise DynBenchError(f"`dynbench data {args.action}` needs a dataset name; `dynbench data list` shows them")
+    plugin = registry.get_dataset(args.name)()
+    status = prepare(plugin, root, force=args.force) if args.action == "prepare" else download(plugin, root)
+    print(f"{status.name}: {status.detail}\n  {describe_sizes(status.sizes, plugin.val_fraction)}; cache: {status.cache}")
     return 0
 
 
@@ -130,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Rebuild results/leaderboard.md, leaderboard.csv and runs.csv from the run records alone.")
     common(sub, data=False)
     sub.set_defaults(func=cmd_tables)
+
+    sub = commands.add_parser("data", help="dataset files: list their state, build the tensor cache, download",
+                              description="`data list` shows each dataset's availability, source, sizes and cache; "
+                                          "`data prepare NAME` parses the original files into the tensor cache "
+                                          "($DYNBENCH_CACHE, else <data root>/.cache, else ~/.cache/dynbench); "
+                                          "`data download NAME` fetches the official files where a public URL exists.")
+    sub.add_argument("action", choices=["list", "prepare", "download"])
+    sub.add_argument("name", nargs="?", help="dataset name (prepare, download)")
+    sub.add_argument("--force", action="store_true", help="prepare: rebuild a valid cache too")
+    sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
+    sub.set_defaults(func=cmd_data)
     return parser
 
 

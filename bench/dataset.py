@@ -1,6 +1,7 @@
 """The dataset plugin interface: metadata plus how to load the original files into tensors."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +56,29 @@ class DatasetPlugin:
     horizontal_flip: ClassVar[bool] = False
     val_fraction: ClassVar[float] = 0.1
     profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {}  # e.g. {"quick": {"epochs": 20}}
+    primary_metric: ClassVar[str] = "accuracy"  # the record's headline metric: "accuracy" or "miou"
+    version: ClassVar[int] = 1  # bump when load() output changes: it keys the tensor cache
+    cache: ClassVar[bool] = True  # False for bundled data that parses faster than a cache loads
+    options: ClassVar[tuple[str, ...]] = ()  # attributes that `Plugin(**options)` may override
+
+    def __init__(self, verify_checksums: bool = True, **options: Any) -> None:
+        """`verify_checksums=False` accepts files that differ from the official ones (tests write their own)."""
+        self.verify_checksums = verify_checksums
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise DynBenchError(f"dataset '{self.name}' has no option(s) {', '.join(unknown)}; "
+                                f"options: {', '.join(self.options) or 'none'}")
+        for key, value in options.items():
+            setattr(self, key, value)
+
+    def cache_tag(self) -> str:
+        """Names this plugin's cache file: name, version and the options that change load()'s output."""
+        values = "".join(f"-{key}{_tag_value(getattr(self, key))}" for key in self.options)
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.name}-v{self.version}{values}")
+
+    def source_paths(self, root: Path) -> list[Path]:
+        """Files and folders that load() reads; their sizes and modification times key the cache."""
+        return []
 
     def availability(self, root: Path) -> Availability:
         """Are the files present under `root`? Override for datasets that need files."""
@@ -65,3 +89,7 @@ class DatasetPlugin:
 
     def load(self, root: Path, split: str) -> TensorSplit:
         raise NotImplementedError(f"dataset plugin '{self.name}' must implement load(root, split)")
+
+
+def _tag_value(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)

@@ -23,6 +23,7 @@ from bench.dataset import DatasetPlugin, TensorSplit
 from bench.gates import GateTrace
 from bench.macs import count_macs, count_params, executed_macs
 from bench.method import Method, StepContext
+from bench.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_accuracy
 from bench.profiles import PROFILES
 from bench.records import (RunRecord, RunSpec, code_hash, hardware_info, load_record, record_path, save_record,
                            software_versions)
@@ -115,7 +116,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{spec.epochs}", leave=False,
                    disable=not progress or None, file=sys.stderr)
         for x, y in bar:
-            inputs, targets = pipeline(x, augment_rng, train=True), y.to(device)
+            inputs, targets = pipeline.batch(x, y, augment_rng, train=True)
             with GateTrace.recording() as trace:
                 logits = model(inputs)
             per_sample = task_loss(logits, targets, reduction="none")
@@ -131,18 +132,19 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
             step += 1
             n = len(targets)
             sums["loss"] += loss.item() * n
-            sums["correct"] += (logits.argmax(1) == targets).sum().item()
+            sums["correct"] += correct_per_sample(logits, targets).sum().item()
             sums["seen"] += n
             for name, value in extra.items():
                 sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value.item() * n
         val_metrics, _ = evaluate(model, splits.val, pipeline)
         seen = max(sums.pop("seen"), 1.0)
+        primary = dataset.primary_metric
         entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_accuracy": sums.pop("correct") / seen,
-                 **{k: v / seen for k, v in sums.items()}, "val_accuracy": val_metrics["accuracy"],
+                 **{k: v / seen for k, v in sums.items()}, f"val_{primary}": val_metrics[primary],
                  "seconds": time.perf_counter() - epoch_started}
         curve.append(entry)
         if progress:
-            print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}, val acc {entry['val_accuracy']:.4f}, "
+            print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}, val {primary} {entry[f'val_{primary}']:.4f}, "
                   f"{entry['seconds']:.1f}s", file=sys.stderr)
     train_seconds = time.perf_counter() - train_started
 
@@ -172,17 +174,26 @@ def task_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mea
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: TensorSplit, pipeline: BatchPipeline) -> tuple[dict[str, float], GateTrace]:
-    """Accuracy and mean task loss on a split, with the gate trace of every sample (eval-mode gates)."""
+    """Mean task loss and the task's metrics on a split (classification: accuracy; segmentation: miou and
+    pixel_accuracy from one confusion matrix), with the gate trace of every sample (eval-mode gates)."""
     model.eval()
     device = next(model.parameters()).device
+    num_classes = pipeline.plugin.num_classes
     correct, loss_sum = 0, 0.0
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     with GateTrace.recording() as trace:
         for x, y in iterate_batches(split, EVAL_BATCH_SIZE):
-            logits = model(pipeline(x).to(device))
-            targets = y.to(device)
-            correct += (logits.argmax(1) == targets).sum().item()
+            inputs, targets = pipeline.batch(x, y)
+            logits = model(inputs.to(device))
+            targets = targets.to(device)
+            if pipeline.is_segmentation:
+                confusion += confusion_matrix(logits.argmax(1), targets, num_classes)
+            else:
+                correct += (logits.argmax(1) == targets).sum().item()
             loss_sum += task_loss(logits, targets, reduction="none").sum().item()
     n = max(len(split), 1)
+    if pipeline.is_segmentation:
+        return {"miou": mean_iou(confusion), "pixel_accuracy": pixel_accuracy(confusion), "loss": loss_sum / n}, trace
     return {"accuracy": correct / n, "loss": loss_sum / n}, trace
 
 
