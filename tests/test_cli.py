@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import build_parser, main, parse_options
-from conftest import run_cli
+from tests.fixtures.cli import run_cli
 
 INTERRUPTING_METHOD = '''"""Sends itself SIGINT (a real Ctrl-C) at the start of its second epoch."""
 import os

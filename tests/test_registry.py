@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bench import DynBenchError, registry
-from conftest import REPO, run_cli
+from tests.fixtures.cli import REPO, run_cli
 
 
 

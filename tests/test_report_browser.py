@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from test_tables import fake_record, save
+from tests.test_tables import fake_record, save
 from bench.tables import write_tables
 
 CHROMIUM = shutil.which("chromium")

@@ -90,7 +90,7 @@ def test_killing_a_suite_midway_keeps_completed_runs_and_no_record_is_corrupt(tm
     import sys
 
     from bench.records import load_record
-    from conftest import REPO
+    from tests.fixtures.cli import REPO
 
     suite = write_suite(tmp_path, 'profile = "smoke"\nseeds = [0, 1, 2]\ndatasets = ["digits"]\nmethods = ["dense"]\n')
     results = tmp_path / "results"
