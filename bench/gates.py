@@ -85,9 +85,19 @@ def record_extra(unit: str, key: str, value: torch.Tensor) -> None:
 
 # ---- relaxations (methods.md §0.2) -------------------------------------------------------------------
 
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: object, hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        return hard.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, grad
+
+
 def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """Forward `hard`, backward through `soft`."""
-    return hard + soft - soft.detach()
+    """Forward exactly `hard` (hard + soft − sg(soft) rounds to 0.99999994), backward through `soft`."""
+    return _StraightThrough.apply(hard, soft)
 
 
 def logistic_noise(like: torch.Tensor) -> torch.Tensor:
@@ -188,7 +198,7 @@ class RandomGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (x.shape[0],) if self.channels is None else (x.shape[0], self.channels)
-        return torch.bernoulli(torch.full(shape, self.keep_rate, device=x.device))
+        return torch.empty(shape, device=x.device).bernoulli_(self.keep_rate)
 
 
 class LinearGate(nn.Module):

@@ -34,12 +34,28 @@ from bench.backbones.base import Backbone, ResidualBlock
 from bench.gates import record
 from bench.pruning import check_sliceable, first_sliced, second_sliced, sliced_copy, width_of
 
-Compose = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
+Act = nn.Module
 
-COMPOSITIONS: dict[str, Compose] = {
-    "aig": lambda s, r, g, act: act(s + g * r),  # ConvNet-AIG [code]; the design's block gate
-    "skipnet": lambda s, r, g, act: g * act(s + r) + (1 - g) * s,  # skipped => raw shortcut [code]
-    "no_act": lambda s, r, g, act: s + g * r,  # CosineGate notebook: no ReLU after the addition
+
+@dataclass(frozen=True)
+class Composition:
+    """How a block gate g combines shortcut s and residual r (methods.md §0.1): `mixed` for a per-sample
+    g (masked execution), and the exact forms it takes for g = 1 (`full`) and g = 0 (`skipped`, r not
+    computed) — masked and skipping execution give identical outputs because 1·r = r and 0·r = 0."""
+
+    mixed: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Act], torch.Tensor]
+    full: Callable[[torch.Tensor, torch.Tensor, Act], torch.Tensor]
+    skipped: Callable[[torch.Tensor, Act], torch.Tensor]
+
+
+COMPOSITIONS: dict[str, Composition] = {
+    # ConvNet-AIG [code], the design's block gate: y = act(s + g·r)
+    "aig": Composition(lambda s, r, g, act: act(s + g * r), lambda s, r, act: act(s + r), lambda s, act: act(s)),
+    # SkipNet [code]: y = g·act(s + r) + (1 − g)·s, a skipped block outputs the raw shortcut
+    "skipnet": Composition(lambda s, r, g, act: g * act(s + r) + (1 - g) * s, lambda s, r, act: act(s + r),
+                           lambda s, act: s),
+    # CosineGate notebook: y = s + g·r, no activation after the addition
+    "no_act": Composition(lambda s, r, g, act: s + g * r, lambda s, r, act: s + r, lambda s, act: s),
 }
 EXECUTIONS = ("masked", "skip")
 
@@ -69,8 +85,21 @@ def _per_sample(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return g.reshape(*g.shape, *[1] * (like.dim() - g.dim()))
 
 
+def _not_inplace(act: nn.Module) -> nn.Module:
+    """`act` without in-place mode: a skipped block applies it to the shortcut, which may be the block
+    input itself (identity shortcut) and is still read by the gather path."""
+    if not getattr(act, "inplace", False):
+        return act
+    act = copy.copy(act)
+    act.inplace = False
+    return act
+
+
 def _check_hard(g: torch.Tensor, name: str) -> None:
-    if not bool(((g == 0) | (g == 1)).all()):
+    if len(g) == 1 and g.numel() == 1:  # batch-1 block gate: one scalar read instead of three ops
+        if g.item() not in (0.0, 1.0):
+            raise DynBenchError(f"unit '{name}': physical skipping needs hard 0/1 decisions (eval-mode gates)")
+    elif not bool(((g == 0) | (g == 1)).all()):
         raise DynBenchError(f"unit '{name}': physical skipping needs hard 0/1 decisions (eval-mode gates)")
 
 
@@ -85,6 +114,7 @@ class GatedUnit(nn.Module):
         self.gate = gate
         self.name = name
         self.execution = "masked"
+        self.act = _not_inplace(block.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(x)
@@ -115,7 +145,7 @@ class BlockGate(GatedUnit):
 
     kind = "block"
 
-    def __init__(self, block: ResidualBlock, gate: nn.Module, name: str, compose: str | Compose = "aig") -> None:
+    def __init__(self, block: ResidualBlock, gate: nn.Module, name: str, compose: str | Composition = "aig") -> None:
         super().__init__(block, gate, name)
         if isinstance(compose, str) and compose not in COMPOSITIONS:
             raise DynBenchError(f"unknown block composition '{compose}': choose one of {', '.join(COMPOSITIONS)}")
@@ -126,26 +156,23 @@ class BlockGate(GatedUnit):
 
     def masked(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         s, r = self.block.shortcut(x), self.branch(x)
-        return self.compose(s, r, _per_sample(g, r), self.block.act)
+        return self.compose.mixed(s, r, _per_sample(g, r), self.act)
 
     def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         s = self.block.shortcut(x)
         if len(x) == 1:  # batch 1: a real branch
-            r = self.branch(x) if bool(g[0]) else torch.zeros_like(s)
-            return self.compose(s, r, _per_sample(g, s), self.block.act)
-        off = torch.zeros(len(x), device=x.device, dtype=s.dtype)
-        out = self.compose(s, torch.zeros_like(s), _per_sample(off, s), self.block.act)
+            on = g.item()
+            return self.compose.full(s, self.branch(x), self.act) if on else self.compose.skipped(s, self.act)
+        out = self.compose.skipped(s, self.act)
         index = g.nonzero().squeeze(1)
         if index.numel():  # gather the samples whose gate is on, run the branch, scatter back
             with self.block.context.narrowed(index):
                 r = self.branch(x.index_select(0, index))
-            s_on = s.index_select(0, index)
-            on = torch.ones(len(index), device=x.device, dtype=s.dtype)
-            out = out.index_copy(0, index, self.compose(s_on, r, _per_sample(on, s_on), self.block.act))
+            out = out.index_copy(0, index, self.compose.full(s.index_select(0, index), r, self.act))
         return out
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
-        return PrunedBlock(self.block, self.gate, self.compose, bool(decision))
+        return PrunedBlock(self.block, self.gate, self.act, self.compose, bool(decision))
 
     def unit(self) -> UnitSpec:
         return UnitSpec(self.name, self.kind, (self.block.first, self.block.second), (self.gate,), 1)
@@ -169,7 +196,7 @@ class ChannelGate(GatedUnit):
         return m * h if self.light is None else m * h + (1 - m) * self.light(x)
 
     def masked(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return self.block.act(self.block.shortcut(x) + self.block.second(self.hidden(x, g)))
+        return self.act(self.block.shortcut(x) + self.block.second(self.hidden(x, g)))
 
     def sliced_branch(self, x: torch.Tensor, channels: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The residual branch computing only the kept channels of h (all samples share `channels`)."""
@@ -184,7 +211,7 @@ class ChannelGate(GatedUnit):
     def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         s = self.block.shortcut(x)
         if len(x) == 1:
-            return self.block.act(s + self.sliced_branch(x, g[0].nonzero().squeeze(1), s))
+            return self.act(s + self.sliced_branch(x, g[0].nonzero().squeeze(1), s))
         out = torch.empty_like(s)
         patterns, group = torch.unique(g, dim=0, return_inverse=True)
         for i, pattern in enumerate(patterns):  # samples with the same mask run together
@@ -192,11 +219,11 @@ class ChannelGate(GatedUnit):
             s_group = s.index_select(0, index)
             with self.block.context.narrowed(index):
                 r = self.sliced_branch(x.index_select(0, index), pattern.nonzero().squeeze(1), s_group)
-            out.index_copy_(0, index, self.block.act(s_group + r))
+            out.index_copy_(0, index, self.act(s_group + r))
         return out
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
-        return PrunedHidden(self.block, self.gate, self.light, decision.nonzero().squeeze(1))
+        return PrunedHidden(self.block, self.gate, self.act, self.light, decision.nonzero().squeeze(1))
 
     def unit(self) -> UnitSpec:
         if self.light is None:
@@ -219,25 +246,26 @@ class NeuronGate(ChannelGate):
 class PrunedBlock(nn.Module):
     """One sample's block: the branch kept or removed; the gate still runs (every sample pays it, §0.4)."""
 
-    def __init__(self, block: ResidualBlock, gate: nn.Module, compose: Compose, on: bool) -> None:
+    def __init__(self, block: ResidualBlock, gate: nn.Module, act: nn.Module, compose: Composition, on: bool) -> None:
         super().__init__()
-        self.shortcut, self.act, self.gate, self.compose, self.on = block.shortcut, block.act, gate, compose, on
+        self.shortcut, self.act, self.gate, self.compose, self.on = block.shortcut, act, gate, compose, on
         self.first, self.second = (block.first, block.second) if on else (None, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         anchor = self.gate(x)
         s = self.shortcut(x)
-        r = self.second(self.first(x)) if self.on else torch.zeros_like(s)
-        return tie(self.compose(s, r, torch.full([1] * s.dim(), float(self.on)), self.act), anchor)
+        y = self.compose.full(s, self.second(self.first(x)), self.act) if self.on else self.compose.skipped(s, self.act)
+        return tie(y, anchor)
 
 
 class PrunedHidden(nn.Module):
     """One sample's channel/neuron-gated block with the gated channels sliced out of first (and of
     second when there is no light path)."""
 
-    def __init__(self, block: ResidualBlock, gate: nn.Module, light: nn.Module | None, channels: torch.Tensor) -> None:
+    def __init__(self, block: ResidualBlock, gate: nn.Module, act: nn.Module, light: nn.Module | None,
+                 channels: torch.Tensor) -> None:
         super().__init__()
-        self.shortcut, self.act, self.gate, self.light = block.shortcut, block.act, gate, light
+        self.shortcut, self.act, self.gate, self.light = block.shortcut, act, gate, light
         self.register_buffer("channels", channels.clone())
         self.first = sliced_copy(block.first, out_index=channels) if channels.numel() else None
         if light is not None:
@@ -269,11 +297,12 @@ def gated_units(model: nn.Module) -> list[GatedUnit]:
 
 
 def wrap_blocks(backbone: Backbone, make: Callable[[str, ResidualBlock], nn.Module | None]) -> Backbone:
-    """Replace each block by `make(name, block)` (None keeps the block ungated); returns the backbone."""
+    """Replace each block by `make(name, block)` (None keeps the block ungated); returns the backbone.
+    Wrappers take the backbone's train/eval mode."""
     for i, name in enumerate(backbone.block_names()):
         wrapped = make(name, backbone.blocks[i])
         if wrapped is not None:
-            backbone.blocks[i] = wrapped
+            backbone.blocks[i] = wrapped.train(backbone.training)
     return backbone
 
 
@@ -287,7 +316,7 @@ def _replace_units(model: nn.Module, replace: Callable[[GatedUnit], nn.Module]) 
 def dense_copy(model: nn.Module) -> nn.Module:
     """A copy of `model` with every wrapper replaced by its plain block (gates, light paths removed)."""
     dense = copy.deepcopy(model)
-    _replace_units(dense, lambda unit: unit.block)
+    _replace_units(dense, lambda unit: unit.block)  # the block's own act: numerically the same as the wrapper's
     return dense
 
 

@@ -23,6 +23,8 @@ FAMILIES: dict[str, Callable[..., Backbone]] = {
 ALIASES = {r"resnet(\d+)": ("resnet_cifar", lambda m: {"depth": int(m.group(1))}),
            r"segnet(\d+)": ("segnet", lambda m: {"depth": int(m.group(1))})}
 
+COMMON = ["resnet20", "resnet32", "resnet56", "resnet110", "segnet18", "segnet34"]  # for "did you mean"
+
 __all__ = ["Backbone", "ResidualBlock", "SampleContext", "FAMILIES", "build_backbone", "backbone_names"]
 
 
@@ -38,7 +40,7 @@ def build_backbone(name: str, in_shape: tuple[int, ...], num_classes: int, **opt
         if match:
             family, implied = alias_family, to_options(match)
     if family not in FAMILIES:
-        guesses = difflib.get_close_matches(name, list(FAMILIES), n=1)
+        guesses = difflib.get_close_matches(name, list(FAMILIES) + COMMON, n=1)
         hint = f" (did you mean '{guesses[0]}'?)" if guesses else ""
         raise DynBenchError(f"unknown backbone '{name}'{hint}: choose one of {', '.join(backbone_names())}")
     if num_classes < 1:

@@ -1,0 +1,112 @@
+"""Gated wrappers: masked vs physically skipping execution, all-on = dense, all-off = shortcut path."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from bench import DynBenchError
+from bench.gates import GateTrace, LinearGate, RandomGate
+from bench.wrappers import COMPOSITIONS, BlockGate, ChannelGate, dense_copy, execution, gated_units, wrap_blocks
+from tests.conftest import GATE_KINDS, gated, small_backbone
+
+N_SAMPLES = 8
+
+
+class ConstantGate(nn.Module):
+    """Decides `value` for every sample (and channel)."""
+
+    def __init__(self, value: float, channels: int | None = None) -> None:
+        super().__init__()
+        self.value, self.channels = value, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (len(x),) if self.channels is None else (len(x), self.channels)
+        return torch.full(shape, self.value)
+
+
+@pytest.mark.parametrize("kind", GATE_KINDS)
+@torch.no_grad()
+def test_skipping_gives_the_masked_logits_batched_and_batch1(family: str, kind: str) -> None:
+    model = gated(family, kind)
+    x = model.example_input(N_SAMPLES, torch.Generator().manual_seed(2))
+    with GateTrace.recording() as trace:
+        masked = model(x)
+    rates = torch.tensor(list(trace.exec_rate_per_unit().values()))
+    assert ((rates > 0) & (rates < 1)).any(), "decisions should differ between samples"
+    with execution(model, "skip"):
+        batched = model(x)
+        one_by_one = torch.cat([model(x[i:i + 1]) for i in range(N_SAMPLES)])
+    torch.testing.assert_close(batched, masked, atol=1e-5, rtol=0)
+    torch.testing.assert_close(one_by_one, masked, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("compose", list(COMPOSITIONS))
+@torch.no_grad()
+def test_every_block_composition_skips_exactly(compose: str) -> None:
+    model = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: BlockGate(block, RandomGate(0.5), name, compose))
+    x = model.example_input(N_SAMPLES)
+    torch.manual_seed(3)
+    masked = model(x)
+    with execution(model, "skip"):
+        torch.manual_seed(3)
+        torch.testing.assert_close(model(x), masked, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["block", "channel"])
+@torch.no_grad()
+def test_all_gates_on_equals_the_dense_backbone(family: str, kind: str) -> None:
+    dense = small_backbone(family)
+    model = copy.deepcopy(dense)
+    if kind == "block":
+        wrap_blocks(model, lambda name, block: BlockGate(block, ConstantGate(1.0), name))
+    else:
+        wrap_blocks(model, lambda name, block: ChannelGate(block, ConstantGate(1.0, block.first[0].weight.shape[0]), name))
+    x = dense.example_input(4)
+    torch.testing.assert_close(model(x), dense(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(dense_copy(model)(x), dense(x), atol=0, rtol=0)
+
+
+@torch.no_grad()
+def test_all_gates_off_reduces_to_stem_shortcuts_head() -> None:
+    model = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: BlockGate(block, ConstantGate(0.0), name))
+    x = model.example_input(2)
+    h = model.stem(x)
+    for unit in gated_units(model):
+        h = torch.relu(unit.block.shortcut(h))
+    expected = model.head(h)
+    torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=0)
+    with execution(model, "skip"):
+        torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=0)
+
+
+def test_skipping_refuses_training_mode_and_soft_decisions() -> None:
+    model = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: BlockGate(block, ConstantGate(0.7), name))
+    x = model.example_input(2)
+    with execution(model, "skip"), pytest.raises(DynBenchError, match="hard 0/1"):
+        model(x)
+    model.train()
+    with execution(model, "skip"), pytest.raises(DynBenchError, match="eval only"):
+        model(x)
+
+
+def test_training_computes_all_and_gates_get_gradients(family: str) -> None:
+    model = gated(family, "block").train()
+    x = model.example_input(4)
+    with GateTrace.recording() as trace:
+        out = model(x)
+    out.float().mean().backward()
+    gates = [m for m in model.modules() if isinstance(m, LinearGate)]
+    assert all(g.linear.weight.grad is not None and g.linear.weight.grad.abs().sum() > 0 for g in gates)
+    assert set(trace.units()) == set(model.block_names())
+
+
+def test_bad_wrapper_arguments_are_clear_errors() -> None:
+    block = small_backbone("resnet_cifar").blocks[0]
+    with pytest.raises(DynBenchError, match="composition"):
+        BlockGate(block, ConstantGate(1.0), "b", compose="resnet")
+    with pytest.raises(DynBenchError, match="execution"):
+        with execution(nn.Sequential(), "fast"):
+            pass
