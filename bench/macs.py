@@ -4,8 +4,8 @@ per-sample executed MACs from a gate trace (methods.md §0.4).
 Rule (printed under every table): MACs = multiply-accumulates of conv, linear, matmul/bmm, einsum and
 LSTM cells; fvcore calls them "flops" (one fused multiply-add = 1). Batch norm, activations, adds,
 pooling, upsampling, biases and sorting count 0. Any op that is neither counted nor listed as free
-below is an error, so no op passes silently. fvcore has no LSTM handle: `aten::lstm` and
-`aten::lstm_cell` get one here (4·h·(i+h) per step, §0.4).
+below is an error, so no op passes silently. fvcore has no LSTM handle: `aten::lstm` gets one here
+(4·h·(i+h) per step, §0.4); `nn.LSTMCell` traces as two linears, which fvcore counts.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ FREE_OPS = [
     "aten::topk", "aten::sort", "aten::gather", "aten::scatter", "aten::scatter_", "aten::where", "aten::cat",
     "aten::stack", "aten::pad", "aten::constant_pad_nd", "aten::masked_fill", "aten::clamp", "aten::max",
     "aten::amax", "aten::norm", "aten::linalg_vector_norm", "aten::sqrt", "aten::exp", "aten::log", "aten::neg",
-    "aten::tanh", "aten::sin", "aten::cos", "aten::gelu", "aten::dropout", "aten::ones_like", "aten::zeros_like", "aten::expand_as",
+    "aten::tanh", "aten::tanh_", "aten::sigmoid_", "aten::unsafe_chunk", "aten::sin", "aten::cos", "aten::gelu", "aten::dropout", "aten::ones_like", "aten::zeros_like", "aten::expand_as",
     "aten::type_as", "aten::clone", "aten::abs", "aten::pow", "aten::reciprocal", "aten::index",
     "aten::index_select", "aten::index_copy", "aten::argmax", "aten::eq", "aten::ne", "aten::fill_",
     "aten::copy_", "aten::full", "aten::bernoulli", "aten::bernoulli_", "aten::rand_like", "aten::log_softmax", "aten::unflatten",
@@ -71,18 +71,11 @@ def lstm_handle(inputs: list[Any], outputs: list[Any]) -> int:
     return batch * steps * directions * per_step
 
 
-def lstm_cell_handle(inputs: list[Any], outputs: list[Any]) -> int:
-    """aten::lstm_cell(input [N, i], (h, c), w_ih [4h, i], w_hh [4h, h], ...): N·4h·(i+h) MACs."""
-    batch = get_shape(inputs[0])[0] if len(get_shape(inputs[0])) == 2 else 1
-    four_h, i = get_shape(inputs[2])
-    return batch * four_h * (i + four_h // 4)
-
-
 def mac_analysis(model: nn.Module, example: torch.Tensor) -> FlopCountAnalysis:
     """fvcore analysis of `model` on `example` with the suite's op handles."""
     analysis = FlopCountAnalysis(model, example)
     analysis.set_op_handle(**{op: _free for op in FREE_OPS})
-    analysis.set_op_handle("aten::lstm", lstm_handle, "aten::lstm_cell", lstm_cell_handle)
+    analysis.set_op_handle("aten::lstm", lstm_handle)
     analysis.tracer_warnings("all")
     analysis.unsupported_ops_warnings(False)  # raised as UncountedOpError below instead
     analysis.uncalled_modules_warnings(False)
