@@ -215,3 +215,25 @@ def executed_macs(model: nn.Module, example: torch.Tensor, trace: GateTrace, den
         macs = float(count_macs(model, example))
         return MacSummary(dense_macs, macs, 0.0, macs, macs)
     return MacSummary.from_samples(dense_macs, unit_table(model, example).per_sample(trace))
+
+
+def describe_backbone(backbone: nn.Module, example: torch.Tensor) -> str:
+    """Per-block cost table of a plain backbone: each block's residual branch (first + second: the unit a
+    block gate skips) and shortcut, plus stem, head, totals, parameters, and the FlopCounterMode check."""
+    example = example[:1]
+    by_module = count_macs(backbone, example, by_module=True)
+    total = by_module[""]
+    params = {name: count_params(module) for name, module in backbone.named_children()}
+    lines = [f"{'module':<12} {'params':>11} {'shortcut MACs':>15} {'branch MACs':>15} {'% dense':>8}",
+             f"{'stem':<12} {params['stem']:>11,d} {'':>15} {by_module.get('stem', 0):>15,d} "
+             f"{100 * by_module.get('stem', 0) / total:>7.2f}%"]
+    for i, block in enumerate(backbone.blocks):
+        name = f"blocks.{i}"
+        branch = by_module.get(f"{name}.first", 0) + by_module.get(f"{name}.second", 0)
+        lines.append(f"{name:<12} {count_params(block):>11,d} {by_module.get(f'{name}.shortcut', 0):>15,d} "
+                     f"{branch:>15,d} {100 * branch / total:>7.2f}%")
+    lines.append(f"{'head':<12} {params['head']:>11,d} {'':>15} {by_module.get('head', 0):>15,d} "
+                 f"{100 * by_module.get('head', 0) / total:>7.2f}%")
+    lines.append(f"{'total':<12} {count_params(backbone):>11,d} {'':>15} {total:>15,d} {100.0:>7.2f}%")
+    lines.append(f"FlopCounterMode cross-check: {flop_counter_macs(backbone, example):,d} MACs")
+    return "\n".join(lines + ["", COUNTING_RULE])
