@@ -124,7 +124,7 @@ def measure_latency(model: nn.Module, inputs: torch.Tensor, mode: str = "gather"
             example = inputs[:1].cpu()
             macs = executed_macs(model.cpu(), example, trace, count_macs(dense.cpu(), example))
             model.to(device), dense.to(device)
-            with execution(model, MODES[mode]):
+            with execution(model, MODES[mode]), torch.inference_mode():  # least per-op overhead, for dense and dynamic alike
                 medians = interleaved_medians({"dense": lambda: [dense(b) for b in batches],
                                                "dynamic": lambda: [model(b) for b in batches]},
                                               repeats, warmup, device, before=lambda: torch.manual_seed(seed))

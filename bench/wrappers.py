@@ -95,11 +95,9 @@ def _not_inplace(act: nn.Module) -> nn.Module:
     return act
 
 
-def _check_hard(g: torch.Tensor, name: str) -> None:
-    if len(g) == 1 and g.numel() == 1:  # batch-1 block gate: one scalar read instead of three ops
-        if g.item() not in (0.0, 1.0):
-            raise DynBenchError(f"unit '{name}': physical skipping needs hard 0/1 decisions (eval-mode gates)")
-    elif not bool(((g == 0) | (g == 1)).all()):
+def _check_hard(g: torch.Tensor | float, name: str) -> None:
+    hard = g in (0.0, 1.0) if isinstance(g, float) else bool(((g == 0) | (g == 1)).all())
+    if not hard:
         raise DynBenchError(f"unit '{name}': physical skipping needs hard 0/1 decisions (eval-mode gates)")
 
 
@@ -123,13 +121,13 @@ class GatedUnit(nn.Module):
             return self.masked(x, g)
         if self.training:
             raise DynBenchError(f"unit '{self.name}': physical skipping is for eval only (methods.md §0.3)")
-        _check_hard(g, self.name)
         return self.skipping(x, g)
 
     def masked(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Eval-mode execution that really skips work; must reject soft decisions (`_check_hard`)."""
         raise NotImplementedError
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
@@ -160,9 +158,11 @@ class BlockGate(GatedUnit):
 
     def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         s = self.block.shortcut(x)
-        if len(x) == 1:  # batch 1: a real branch
+        if len(x) == 1:  # batch 1: a real branch; one scalar read decides and checks it
             on = g.item()
+            _check_hard(on, self.name)
             return self.compose.full(s, self.branch(x), self.act) if on else self.compose.skipped(s, self.act)
+        _check_hard(g, self.name)
         out = self.compose.skipped(s, self.act)
         index = g.nonzero().squeeze(1)
         if index.numel():  # gather the samples whose gate is on, run the branch, scatter back
@@ -209,6 +209,7 @@ class ChannelGate(GatedUnit):
         return self.block.second(h)
 
     def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        _check_hard(g, self.name)
         s = self.block.shortcut(x)
         if len(x) == 1:
             return self.act(s + self.sliced_branch(x, g[0].nonzero().squeeze(1), s))
