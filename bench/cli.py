@@ -110,11 +110,17 @@ def _backbone_from_args(args: argparse.Namespace):
 
 
 def cmd_macs(args: argparse.Namespace) -> int:
-    from bench.macs import describe_backbone
+    from bench.latency import random_gated
+    from bench.macs import count_macs, describe_backbone, unit_table
 
     backbone = _backbone_from_args(args)
+    example = backbone.example_input(1)
     print(f"{backbone.family}: input {list(backbone.in_shape)}")
-    print(describe_backbone(backbone, backbone.example_input(1)))
+    if args.gate:  # the unit table a method with these units gets (gates here are free random ones)
+        dense_macs = count_macs(backbone, example)
+        print(unit_table(random_gated(backbone, args.gate, 1.0), example).format(dense_macs))
+    else:
+        print(describe_backbone(backbone, example))
     return 0
 
 
@@ -150,6 +156,7 @@ def add_backbone_commands(commands: argparse._SubParsersAction) -> None:
                               description="Count a backbone with fvcore: parameters, per-block shortcut and residual-"
                                           "branch MACs (the unit a block gate skips), stem, head, total.")
     backbone_args(sub)
+    sub.add_argument("--gate", choices=["block", "channel"], help="print the unit table with every block gated this way")
     sub.set_defaults(func=cmd_macs)
 
     sub = commands.add_parser("latency", help="time dense vs really-skipping inference with random gates",

@@ -12,6 +12,14 @@ def test_macs_prints_the_block_table(capsys: pytest.CaptureFixture[str]) -> None
     assert "blocks.8" in out and "40,813,184" in out and "272,474" in out and "Batch norm" in out
 
 
+def test_macs_prints_the_unit_table_of_channel_gates(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["macs", "--backbone", "textcnn", "--input-shape", "32", "--num-classes", "2", "--gate", "channel",
+            "--backbone-option", "vocab_size=100"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "blocks.3" in out and "channel" in out and "128" in out and "always-on" in out
+
+
 def test_macs_takes_the_shape_from_a_dataset(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["macs", "--dataset", "digits"]) == 0
     assert "resnet8: input [1, 8, 8]" in capsys.readouterr().out
