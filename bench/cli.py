@@ -81,6 +81,58 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynbench", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser, data: bool = True) -> None:
+        sub.add_argument("--results", default="results", help="results folder (records in <results>/runs); default ./results")
+        if data:
+            sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
+
+    sub = commands.add_parser("list", help="list methods and datasets (and whether each dataset's files are present)",
+                              description="List registered methods with their presets, datasets with their availability "
+                                          "under the data root, and plugins that failed to import.")
+    sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
+    sub.set_defaults(func=cmd_list)
+
+    sub = commands.add_parser("run", help="train and evaluate one method on one dataset",
+                              description="Train and evaluate one method on one dataset and write its run record. An "
+                                          "existing record of the same spec is reused unless --force.")
+    sub.add_argument("--method", required=True, help="method name (see `dynbench list`)")
+    sub.add_argument("--dataset", required=True, help="dataset name (see `dynbench list`)")
+    sub.add_argument("--preset", default="default", help="method preset (default: default)")
+    sub.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)")
+    sub.add_argument("--backbone", help="backbone name, e.g. resnet20 (default: the dataset's)")
+    sub.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option (repeatable)")
+    sub.add_argument("--profile", default="quick", help="smoke | quick | standard | paper (default quick)")
+    sub.add_argument("--epochs", type=int, help="override the profile's epochs")
+    sub.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    sub.add_argument("--lr", type=float, help="override the profile's learning rate")
+    sub.add_argument("--optimizer", choices=["sgd", "adamw"], help="override the profile's optimizer")
+    sub.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    sub.add_argument("--force", action="store_true", help="retrain even if a record exists")
+    common(sub)
+    sub.set_defaults(func=cmd_run)
+
+    sub = commands.add_parser("suite", help="run a suite of runs (skips runs already recorded)",
+                              description="Run every run of a suite (TOML) that has no record yet; interrupted suites "
+                                          "resume where they stopped.")
+    sub.add_argument("suite", help="suite name in bench/suites (e.g. quick) or a path to a .toml file")
+    sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    common(sub)
+    sub.set_defaults(func=cmd_suite)
+
+    sub = commands.add_parser("tables", help="rebuild leaderboards under results/ from the run records",
+                              description="Rebuild results/leaderboard.md, leaderboard.csv and runs.csv from the run records alone.")
+    common(sub, data=False)
+    sub.set_defaults(func=cmd_tables)
+
+    add_backbone_commands(commands)
+    return parser
+
+
 # ---- backbones: `macs` and `latency` (one block, so the `data` subcommand merges beside it) ----------
 
 def _backbone_from_args(args: argparse.Namespace):
@@ -174,58 +226,6 @@ def add_backbone_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--warmup", type=int, default=1, help="untimed warm-up passes (default 1)")
     sub.add_argument("--seed", type=int, default=0, help="seed of inputs and gate draws (default 0)")
     sub.set_defaults(func=cmd_latency)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynbench", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def common(sub: argparse.ArgumentParser, data: bool = True) -> None:
-        sub.add_argument("--results", default="results", help="results folder (records in <results>/runs); default ./results")
-        if data:
-            sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
-
-    sub = commands.add_parser("list", help="list methods and datasets (and whether each dataset's files are present)",
-                              description="List registered methods with their presets, datasets with their availability "
-                                          "under the data root, and plugins that failed to import.")
-    sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
-    sub.set_defaults(func=cmd_list)
-
-    sub = commands.add_parser("run", help="train and evaluate one method on one dataset",
-                              description="Train and evaluate one method on one dataset and write its run record. An "
-                                          "existing record of the same spec is reused unless --force.")
-    sub.add_argument("--method", required=True, help="method name (see `dynbench list`)")
-    sub.add_argument("--dataset", required=True, help="dataset name (see `dynbench list`)")
-    sub.add_argument("--preset", default="default", help="method preset (default: default)")
-    sub.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)")
-    sub.add_argument("--backbone", help="backbone name, e.g. resnet20 (default: the dataset's)")
-    sub.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option (repeatable)")
-    sub.add_argument("--profile", default="quick", help="smoke | quick | standard | paper (default quick)")
-    sub.add_argument("--epochs", type=int, help="override the profile's epochs")
-    sub.add_argument("--batch-size", type=int, help="override the profile's batch size")
-    sub.add_argument("--lr", type=float, help="override the profile's learning rate")
-    sub.add_argument("--optimizer", choices=["sgd", "adamw"], help="override the profile's optimizer")
-    sub.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    sub.add_argument("--force", action="store_true", help="retrain even if a record exists")
-    common(sub)
-    sub.set_defaults(func=cmd_run)
-
-    sub = commands.add_parser("suite", help="run a suite of runs (skips runs already recorded)",
-                              description="Run every run of a suite (TOML) that has no record yet; interrupted suites "
-                                          "resume where they stopped.")
-    sub.add_argument("suite", help="suite name in bench/suites (e.g. quick) or a path to a .toml file")
-    sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    common(sub)
-    sub.set_defaults(func=cmd_suite)
-
-    sub = commands.add_parser("tables", help="rebuild leaderboards under results/ from the run records",
-                              description="Rebuild results/leaderboard.md, leaderboard.csv and runs.csv from the run records alone.")
-    common(sub, data=False)
-    sub.set_defaults(func=cmd_tables)
-
-    add_backbone_commands(commands)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

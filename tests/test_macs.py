@@ -21,10 +21,15 @@ def test_fvcore_agrees_with_flop_counter_mode(family: str, kind: str | None) -> 
     assert count_macs(model, x) == flop_counter_macs(model, x)
 
 
-def test_fvcore_agrees_with_flop_counter_mode_on_default_resnet20() -> None:
-    model = build_backbone("resnet20", (3, 32, 32), 10)
+@pytest.mark.parametrize("name, in_shape, num_classes, macs", [
+    ("resnet20", (3, 32, 32), 10, 40_813_184), ("resmlp", (108,), 2, 145_152), ("textcnn", (256,), 2, 113_246_720),
+    pytest.param("segnet", (3, 256, 512), 19, 26_488_995_840, marks=pytest.mark.slow),
+])
+def test_fvcore_agrees_with_flop_counter_mode_at_default_sizes(name: str, in_shape: tuple, num_classes: int,
+                                                                macs: int) -> None:
+    model = build_backbone(name, in_shape, num_classes)
     x = model.example_input(1)
-    assert count_macs(model, x) == flop_counter_macs(model, x) == 40_813_184
+    assert count_macs(model, x) == flop_counter_macs(model, x) == macs
 
 
 @pytest.mark.parametrize("kind", GATE_KINDS)
