@@ -7,7 +7,7 @@ import torch
 from bench import DynBenchError
 from bench.latency import fixed_threads, measure_latency, random_gated
 from bench.wrappers import gated_units
-from tests.conftest import small_backbone
+from tests.models import small_backbone
 
 
 @pytest.mark.parametrize("mode, batch_size", [("skip-b1", 1), ("gather", 6), ("masked", 6)])

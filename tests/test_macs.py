@@ -9,7 +9,7 @@ from bench.backbones import build_backbone
 from bench.gates import GateTrace
 from bench.macs import (MacSummary, UncountedOpError, count_macs, executed_macs, flop_counter_macs, unit_table)
 from bench.wrappers import dense_copy, pruned_copy
-from tests.conftest import GATE_KINDS, gated, small_backbone
+from tests.models import GATE_KINDS, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
 
 N_SAMPLES = 4
 
@@ -36,7 +36,7 @@ def test_fvcore_agrees_with_flop_counter_mode_at_default_sizes(name: str, in_sha
 @torch.no_grad()
 def test_executed_macs_equal_fvcore_on_the_physically_pruned_net(family: str, kind: str) -> None:
     model = gated(family, kind)
-    x = model.example_input(N_SAMPLES, torch.Generator().manual_seed(5))
+    model, x = as_double(model, model.example_input(N_SAMPLES, torch.Generator().manual_seed(5)))
     with GateTrace.recording() as trace:
         logits = model(x)
     per_sample = unit_table(model, x[:1]).per_sample(trace)

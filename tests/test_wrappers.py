@@ -10,9 +10,9 @@ from torch import nn
 from bench import DynBenchError
 from bench.gates import GateTrace, LinearGate, RandomGate
 from bench.wrappers import COMPOSITIONS, BlockGate, ChannelGate, dense_copy, execution, gated_units, wrap_blocks
-from tests.conftest import GATE_KINDS, gated, small_backbone
+from tests.models import GATE_KINDS, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
 
-N_SAMPLES = 8
+N_SAMPLES = 64  # methods.md §9: identical logits on 64 samples, batch 1 and batched
 
 
 class ConstantGate(nn.Module):
@@ -31,7 +31,7 @@ class ConstantGate(nn.Module):
 @torch.no_grad()
 def test_skipping_gives_the_masked_logits_batched_and_batch1(family: str, kind: str) -> None:
     model = gated(family, kind)
-    x = model.example_input(N_SAMPLES, torch.Generator().manual_seed(2))
+    model, x = as_double(model, model.example_input(N_SAMPLES, torch.Generator().manual_seed(2)))
     with GateTrace.recording() as trace:
         masked = model(x)
     rates = torch.tensor(list(trace.exec_rate_per_unit().values()))

@@ -7,7 +7,7 @@ import torch
 from bench import DynBenchError
 from bench.backbones import build_backbone
 from bench.macs import count_macs, count_params
-from tests.conftest import SMALL, small_backbone
+from tests.models import SMALL, family, small_backbone  # noqa: F401 (family: fixture)
 
 # He et al. 2016 (option A): ResNet-20 0.27 M, -32 0.46 M, -56 0.85 M, -110 1.7 M parameters. Option-B
 # projections add 2,752 parameters at width 16 (two 1x1 convs + BN). Dense MACs: methods.md §7.

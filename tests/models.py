@@ -1,4 +1,6 @@
-"""Shared helpers: small configurations of every backbone family and gated versions of them."""
+"""Shared test helpers: small configurations of every backbone family, gated versions of them, and the
+`family` fixture (import it into a test module to parametrise over families). Kept out of conftest.py
+so that other test folders' fixtures merge without touching this file."""
 from __future__ import annotations
 
 import pytest
@@ -55,17 +57,22 @@ class LightPath(nn.Module):
 
 
 class HashGate(LinearGate):
-    """A LinearGate whose logits are sin(1000·linear(pool(x))): deterministic per sample but far apart
-    between samples, so test decisions are mixed (pooled features of random nets are all alike)."""
+    """A LinearGate whose logits are sin(100·linear(pool(x))): deterministic per sample, and mixed
+    between samples (pooled features of random nets are all alike); the factor 100 stays small enough
+    that float rounding differences between execution paths never flip a decision."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.sin(1000.0 * self.linear(self.pool(x)))
+        z = torch.sin(100.0 * self.linear(self.pool(x)))
         g = relax(self.relaxation, z, self.training, **self.params)
         return g if self.units else g.reshape(len(g))
 
 
 def gated(family: str, kind: str, seed: int = 0) -> Backbone:
-    """A small backbone of `family` with every block wrapped by a gate of `kind` (a `HashGate`)."""
+    """A small backbone of `family` with every block wrapped by a gate of `kind` (a `HashGate`).
+
+    Tests that compare logits across execution paths run it in float64 (`as_double`): in float32 a gate
+    whose logit lies within rounding noise (~1e-6) of its threshold can flip between paths — a true
+    near-tie, not a bug — which happened for about one decision in 10^5 on the segmentation net."""
     model = small_backbone(family, seed)
 
     def make(name: str, block: ResidualBlock) -> nn.Module:
@@ -83,3 +90,8 @@ def gated(family: str, kind: str, seed: int = 0) -> Backbone:
 @pytest.fixture(params=list(SMALL))
 def family(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+def as_double(model: Backbone, x: torch.Tensor) -> tuple[Backbone, torch.Tensor]:
+    """The model and inputs in float64 (token ids stay int64)."""
+    return model.double(), (x.double() if x.is_floating_point() else x)
