@@ -71,6 +71,17 @@ class GateTrace:
         return {unit: float(self.executed_fraction(unit).mean()) for unit in self.decisions}
 
 
+@contextlib.contextmanager
+def recording_suspended() -> Iterator[None]:
+    """No trace records inside the block (MAC counting runs forward passes that are not evaluation)."""
+    saved = _active[:]
+    _active.clear()
+    try:
+        yield
+    finally:
+        _active[:] = saved
+
+
 def record(unit: str, decision: torch.Tensor) -> None:
     """Record a decision in the active trace, if any."""
     if _active:

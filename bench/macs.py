@@ -24,7 +24,7 @@ with warnings.catch_warnings():  # fvcore's imports call the deprecated torch.ji
     from fvcore.nn.jit_handles import get_shape
 
 from bench import DynBenchError
-from bench.gates import GateTrace
+from bench.gates import GateTrace, recording_suspended
 from bench.wrappers import gated_units
 
 COUNTING_RULE = ("MACs: multiply-accumulates of conv, linear, matmul/bmm, einsum and LSTM cells (fvcore; "
@@ -87,7 +87,7 @@ def count_macs(model: nn.Module, example: torch.Tensor, by_module: bool = False)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), recording_suspended():
             warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
             analysis = mac_analysis(model, example)
             total = analysis.total()
@@ -105,7 +105,7 @@ def flop_counter_macs(model: nn.Module, example: torch.Tensor) -> int:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), recording_suspended(), FlopCounterMode(display=False) as counter:
             model(example)
     finally:
         model.train(was_training)

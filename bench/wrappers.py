@@ -116,6 +116,7 @@ class GatedUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(x)
+        g = g.reshape(len(x)) if self.kind == "block" else g.reshape(len(x), -1)  # [N] or [N, C], whatever the gate's layout
         record(self.name, g)
         if self.execution == "masked":
             return self.masked(x, g)
@@ -191,6 +192,8 @@ class ChannelGate(GatedUnit):
         self.width = width_of(block.first)
 
     def hidden(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        if g.shape[1] != self.width:
+            raise DynBenchError(f"unit '{self.name}': the gate gave {g.shape[1]} decisions per sample for {self.width} units")
         h = self.block.first(x)
         m = _per_sample(g, h)
         return m * h if self.light is None else m * h + (1 - m) * self.light(x)

@@ -80,6 +80,15 @@ def test_executed_macs_summary_and_saving() -> None:
     assert 0 < summary.saving < 1
 
 
+def test_counting_inside_a_recording_adds_no_decisions() -> None:
+    model = gated("resmlp", "block")
+    x = model.example_input(3)
+    with GateTrace.recording() as trace:
+        model(x)
+        unit_table(model, x[:1])
+    assert len(trace.stacked("blocks.0")) == 3
+
+
 def test_executed_macs_of_a_dense_model_is_constant() -> None:
     model = small_backbone("resmlp")
     x = model.example_input(1)

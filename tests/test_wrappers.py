@@ -103,6 +103,22 @@ def test_training_computes_all_and_gates_get_gradients(family: str) -> None:
     assert set(trace.units()) == set(model.block_names())
 
 
+@torch.no_grad()
+def test_gate_layouts_are_normalised_and_checked() -> None:
+    class Column(ConstantGate):  # block decisions as [N, 1]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x)[:, None]
+
+    model = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: BlockGate(block, Column(1.0), name))
+    x = model.example_input(3)
+    with GateTrace.recording() as trace, execution(model, "skip"):
+        model(x)
+    assert trace.stacked("blocks.0").shape == (3,)
+    wrong = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: ChannelGate(block, ConstantGate(1.0, 3), name))
+    with pytest.raises(DynBenchError, match="3 decisions per sample for 8 units"):
+        wrong(x)
+
+
 def test_bad_wrapper_arguments_are_clear_errors() -> None:
     block = small_backbone("resnet_cifar").blocks[0]
     with pytest.raises(DynBenchError, match="composition"):
