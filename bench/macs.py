@@ -43,10 +43,12 @@ FREE_OPS = [
     "aten::topk", "aten::sort", "aten::gather", "aten::scatter", "aten::scatter_", "aten::where", "aten::cat",
     "aten::stack", "aten::pad", "aten::constant_pad_nd", "aten::masked_fill", "aten::clamp", "aten::max",
     "aten::amax", "aten::norm", "aten::linalg_vector_norm", "aten::sqrt", "aten::exp", "aten::log", "aten::neg",
-    "aten::tanh", "aten::tanh_", "aten::sigmoid_", "aten::unsafe_chunk", "aten::sin", "aten::cos", "aten::gelu", "aten::dropout", "aten::ones_like", "aten::zeros_like", "aten::expand_as",
+    "aten::tanh", "aten::tanh_", "aten::sigmoid_", "aten::unsafe_chunk", "aten::sin", "aten::cos", "aten::gelu",
+    "aten::dropout", "aten::ones_like", "aten::zeros_like", "aten::expand_as",
     "aten::type_as", "aten::clone", "aten::abs", "aten::pow", "aten::reciprocal", "aten::index",
     "aten::index_select", "aten::index_copy", "aten::argmax", "aten::eq", "aten::ne", "aten::fill_",
-    "aten::copy_", "aten::full", "aten::bernoulli", "aten::bernoulli_", "aten::rand_like", "aten::log_softmax", "aten::unflatten",
+    "aten::copy_", "aten::full", "aten::bernoulli", "aten::bernoulli_", "aten::rand_like", "aten::log_softmax",
+    "aten::unflatten",
 ]
 
 
