@@ -201,28 +201,31 @@ class ChannelGate(GatedUnit):
     def masked(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return self.act(self.block.shortcut(x) + self.block.second(self.hidden(x, g)))
 
-    def sliced_branch(self, x: torch.Tensor, channels: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """The residual branch computing only the kept channels of h (all samples share `channels`)."""
-        if self.light is None:
+    def sliced_branch(self, x: torch.Tensor, channels: torch.Tensor, s: torch.Tensor,
+                      light: torch.Tensor | None) -> torch.Tensor:
+        """The residual branch computing only the kept channels of h (all samples share `channels`);
+        `light` is the light path's output for these samples (None without a light path)."""
+        if light is None:
             h = first_sliced(self.block.first, x, channels) if channels.numel() else None
             return second_sliced(self.block.second, h, channels, s)
-        h = self.light(x)
         if channels.numel():
-            h = h.index_copy(1, channels, first_sliced(self.block.first, x, channels))
-        return self.block.second(h)
+            light = light.index_copy(1, channels, first_sliced(self.block.first, x, channels))
+        return self.block.second(light)
 
     def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         _check_hard(g, self.name)
         s = self.block.shortcut(x)
+        light = self.light(x) if self.light is not None else None  # once for the batch: it may read gate state
         if len(x) == 1:
-            return self.act(s + self.sliced_branch(x, g[0].nonzero().squeeze(1), s))
+            return self.act(s + self.sliced_branch(x, g[0].nonzero().squeeze(1), s, light))
         out = torch.empty_like(s)
         patterns, group = torch.unique(g, dim=0, return_inverse=True)
         for i, pattern in enumerate(patterns):  # samples with the same mask run together
             index = (group == i).nonzero().squeeze(1)
             s_group = s.index_select(0, index)
+            light_group = light.index_select(0, index) if light is not None else None
             with self.block.context.narrowed(index):
-                r = self.sliced_branch(x.index_select(0, index), pattern.nonzero().squeeze(1), s_group)
+                r = self.sliced_branch(x.index_select(0, index), pattern.nonzero().squeeze(1), s_group, light_group)
             out.index_copy_(0, index, self.act(s_group + r))
         return out
 

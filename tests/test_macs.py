@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from bench.backbones import build_backbone
-from bench.gates import GateTrace
+from bench.gates import GateTrace, relax
 from bench.macs import (MacSummary, UncountedOpError, count_macs, executed_macs, flop_counter_macs, unit_table)
-from bench.wrappers import dense_copy, pruned_copy
+from bench.wrappers import NeuronGate, dense_copy, execution, pruned_copy, wrap_blocks
 from tests.models import GATE_KINDS, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
 
 N_SAMPLES = 4
@@ -124,3 +124,55 @@ def test_an_op_outside_the_rule_is_an_error() -> None:
 
     with pytest.raises(UncountedOpError, match="cumsum"):
         count_macs(Cumsum(), torch.randn(3))
+
+
+class LowRankScores(nn.Module):
+    """MID-L-style gate (methods.md §6.2): code u = V x, scores σ(S u), top-k; keeps u for the light path."""
+
+    def __init__(self, d: int, m: int, r: int, k: int) -> None:
+        super().__init__()
+        self.code, self.scores, self.k = nn.Linear(d, r, bias=False), nn.Linear(r, m), k
+        self.last_code: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last_code = self.code(x)
+        return relax("topk", torch.sigmoid(self.scores(self.last_code)), self.training, k=self.k)
+
+
+class LightFromCode(nn.Module):
+    """Light path h_ℓ = U u reading the gate's code u, so V runs once per sample."""
+
+    def __init__(self, gate: LowRankScores, r: int, m: int) -> None:
+        super().__init__()
+        self.gate = [gate]  # a plain list: not a submodule, its MACs belong to the gate
+        self.up = nn.Linear(r, m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.gate[0].last_code)
+
+
+@pytest.mark.parametrize("light, expected_fraction", [(True, 35584 / 65536), (False, None)])
+@torch.no_grad()
+def test_neuron_gate_reproduces_the_midl_mac_formula(light: bool, expected_fraction: float | None) -> None:
+    """§6.3: per layer r·d + 2·r·m + k·d vs dense m·d; d = m = 256, ρ = 0.45 (k = 115), r = 8 -> 0.54.
+    With light=zero the next layer's MACs scale by k/m as well."""
+    d = m = 256
+    r, k = 8, round(0.45 * 256)
+    model = build_backbone("resmlp", (d,), 2, depth=1, width=d).eval()
+
+    def make(name: str, block: nn.Module) -> NeuronGate:
+        gate = LowRankScores(d, m, r, k)
+        return NeuronGate(block, gate, name, light=LightFromCode(gate, r, m) if light else None)
+
+    wrap_blocks(model, make)
+    x = model.example_input(3)
+    with GateTrace.recording() as trace:
+        masked = model(x)
+    table = unit_table(model, x[:1])
+    gated_macs = table.per_sample(trace) - table.always_on  # gate, light path and the scaled layers
+    if light:  # the second layer reads every unit (light fills the rest): it stays in always_on
+        assert (gated_macs / (m * d)).tolist() == pytest.approx([expected_fraction] * 3)
+    else:
+        assert gated_macs.tolist() == [r * d + r * m + 2 * k * d] * 3
+    with execution(model, "skip"):
+        torch.testing.assert_close(model(x), masked, atol=1e-5, rtol=0)
