@@ -116,7 +116,8 @@ class GatedUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(x)
-        g = g.reshape(len(x)) if self.kind == "block" else g.reshape(len(x), -1)  # [N] or [N, C], whatever the gate's layout
+        if g.dim() != (1 if self.kind == "block" else 2):  # [N] or [N, C], whatever the gate's layout
+            g = g.reshape(len(x)) if self.kind == "block" else g.reshape(len(x), -1)
         record(self.name, g)
         if self.execution == "masked":
             return self.masked(x, g)
