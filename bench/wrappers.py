@@ -45,7 +45,7 @@ class Composition:
 
     mixed: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Act], torch.Tensor]
     full: Callable[[torch.Tensor, torch.Tensor, Act], torch.Tensor]
-    skipped: Callable[[torch.Tensor, Act], torch.Tensor]
+    skipped: Callable[[torch.Tensor, Act], torch.Tensor]  # returns s itself or a new tensor, never a view of s
 
 
 COMPOSITIONS: dict[str, Composition] = {
@@ -170,7 +170,9 @@ class BlockGate(GatedUnit):
         if index.numel():  # gather the samples whose gate is on, run the branch, scatter back
             with self.block.context.narrowed(index):
                 r = self.branch(x.index_select(0, index))
-            out = out.index_copy(0, index, self.compose.full(s.index_select(0, index), r, self.act))
+            if out is s:  # the skipped form passed the shortcut (maybe the block input) through: do not write into it
+                out = out.clone()
+            out.index_copy_(0, index, self.compose.full(s.index_select(0, index), r, self.act))
         return out
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:

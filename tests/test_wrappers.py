@@ -55,6 +55,18 @@ def test_every_block_composition_skips_exactly(compose: str) -> None:
         torch.testing.assert_close(model(x), masked, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("compose", list(COMPOSITIONS))
+@torch.no_grad()
+def test_skipping_never_writes_into_the_block_input(compose: str) -> None:
+    block = small_backbone("resnet_cifar").blocks[0]  # identity shortcut: s is x
+    unit = BlockGate(block, RandomGate(0.5), "b", compose).eval()
+    x = torch.randn(16, 8, 16, 16)
+    before = x.clone()
+    with execution(unit, "skip"):
+        unit(x)
+    assert torch.equal(x, before)
+
+
 @pytest.mark.parametrize("kind", ["block", "channel"])
 @torch.no_grad()
 def test_all_gates_on_equals_the_dense_backbone(family: str, kind: str) -> None:
