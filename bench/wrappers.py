@@ -2,12 +2,17 @@
 three executions.
 
 - `BlockGate`:   y = compose(shortcut(x), second(first(x)), g, act), g [N] (SkipNet, ConvNet-AIG,
-                 CosineGate, random gates); `compose` is one of COMPOSITIONS (methods.md §0.1) or any
-                 callable (s, r, g, act) -> y.
+                 CosineGate, random gates); `compose` names one of COMPOSITIONS (methods.md §0.1) or is
+                 a `Composition` (its mixed, g = 1 and g = 0 forms).
 - `ChannelGate`: y = act(shortcut(x) + second(G ⊙ first(x))), G [N, C] (batch-shaping).
 - `NeuronGate`:  y = act(shortcut(x) + second(M ⊙ first(x) + (1−M) ⊙ light(x))), M [N, C] (MID-L);
-                 without `light` the unselected units output 0 and it reads like a channel gate.
+                 without `light` the unselected units output 0 and it reads like a channel gate. The
+                 mix happens on h (after first's norm and activation): a method that wants MID-L's
+                 pre-activation mix puts that activation into its light path.
 
+A gate is any module mapping the block input x to decisions ([N] or [N, C]; hard 0/1 in eval, relaxed
+in training, see `bench.gates.relax`); it may pool with `block.pool(x)` (GAP, masked mean for text).
+Wrap a backbone with `wrap_blocks(backbone, lambda name, block: BlockGate(block, MyGate(...), name))`.
 Each wrapper calls `gate(x)` (the block input) on every sample, records the decision in the active
 `GateTrace` under its `name`, and executes:
 - masked (training, and the eval reference): compute everything, multiply by the gate (§0.3);
