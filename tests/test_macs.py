@@ -8,8 +8,8 @@ from torch import nn
 from bench.backbones import build_backbone
 from bench.gates import GateTrace, relax
 from bench.macs import (MacSummary, UncountedOpError, count_macs, executed_macs, flop_counter_macs, unit_table)
-from bench.wrappers import NeuronGate, dense_copy, execution, pruned_copy, wrap_blocks
-from tests.models import GATE_KINDS, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
+from bench.wrappers import BlockGate, NeuronGate, dense_copy, execution, pruned_copy, wrap_blocks
+from tests.models import GATE_KINDS, HashGate, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
 
 N_SAMPLES = 4
 
@@ -45,6 +45,21 @@ def test_executed_macs_equal_fvcore_on_the_physically_pruned_net(family: str, ki
         pruned = pruned_copy(model, {unit: trace.stacked(unit)[n] for unit in trace.units()})
         assert count_macs(pruned, x[n:n + 1]) == per_sample[n].item()
         torch.testing.assert_close(pruned(x[n:n + 1]), logits[n:n + 1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("compose", ["skipnet", "no_act"])
+@torch.no_grad()
+def test_pruned_blocks_keep_each_composition(compose: str) -> None:
+    model = wrap_blocks(small_backbone("resnet_cifar"),
+                        lambda name, block: BlockGate(block, HashGate(block.pool, block.first[0].in_channels), name, compose))
+    model, x = as_double(model, model.example_input(N_SAMPLES))
+    with GateTrace.recording() as trace:
+        logits = model(x)
+    per_sample = unit_table(model, x[:1]).per_sample(trace)
+    for n in range(N_SAMPLES):
+        pruned = pruned_copy(model, {unit: trace.stacked(unit)[n] for unit in trace.units()})
+        assert count_macs(pruned, x[n:n + 1]) == per_sample[n].item()
+        torch.testing.assert_close(pruned(x[n:n + 1]), logits[n:n + 1], atol=1e-10, rtol=0)
 
 
 def test_unit_table_splits_resnet_block_gates_as_in_the_spec() -> None:

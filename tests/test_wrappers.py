@@ -10,7 +10,8 @@ from torch import nn
 from bench import DynBenchError
 from bench.gates import GateTrace, LinearGate, RandomGate
 from bench.wrappers import COMPOSITIONS, BlockGate, ChannelGate, dense_copy, execution, gated_units, wrap_blocks
-from tests.models import GATE_KINDS, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
+from bench.backbones import build_backbone
+from tests.models import GATE_KINDS, HashGate, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
 
 N_SAMPLES = 64  # methods.md §9: identical logits on 64 samples, batch 1 and batched
 
@@ -92,6 +93,24 @@ def test_all_gates_off_reduces_to_stem_shortcuts_head() -> None:
     torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=0)
     with execution(model, "skip"):
         torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_text_gate_decisions_do_not_depend_on_padding_length() -> None:
+    """methods.md §9: gates pool over valid tokens only, so extra padding changes no decision."""
+    short = gated("textcnn", "channel")
+    longer = build_backbone("textcnn", (40,), 2, depth=2, width=16, embed_dim=8, vocab_size=50)
+    longer = wrap_blocks(longer, lambda name, block: ChannelGate(block, HashGate(block.pool, 16, units=16), name))
+    longer.load_state_dict(short.state_dict())
+    short, tokens = as_double(short, short.example_input(16, torch.Generator().manual_seed(4)))
+    longer = longer.double().eval()
+    with GateTrace.recording() as trace_short:
+        logits = short(tokens)
+    with GateTrace.recording() as trace_long:
+        padded_logits = longer(torch.cat([tokens, torch.zeros(16, 16, dtype=torch.long)], 1))
+    for unit in trace_short.units():
+        assert torch.equal(trace_short.stacked(unit), trace_long.stacked(unit))
+    torch.testing.assert_close(padded_logits, logits, atol=1e-10, rtol=0)
 
 
 def test_skipping_refuses_training_mode_and_soft_decisions() -> None:
