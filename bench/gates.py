@@ -167,21 +167,21 @@ class Relaxation:
 
     train: Callable[..., torch.Tensor]
     eval: Callable[..., torch.Tensor]
-    input: str  # what the gate output must be: "probability", "logit", "two logits", "scores"
+    input: str  # what the gate output must be: a probability, a logit, a pair of logits, scores
 
 
 RELAXATIONS: dict[str, Relaxation] = {
     "ste": Relaxation(lambda p, threshold=0.5, **_: ste_threshold(p, threshold),
                       lambda p, threshold=0.5, **_: (p > threshold).to(p.dtype), "probability"),
     "gumbel_softmax2": Relaxation(lambda z, tau=1.0, **_: gumbel_softmax2(z, tau),
-                                  lambda z, **_: (z.argmax(-1) == 1).to(z.dtype), "two logits"),
+                                  lambda z, **_: (z.argmax(-1) == 1).to(z.dtype), "pair of logits [..., 2]"),
     "binary_concrete": Relaxation(lambda z, tau=2 / 3, **_: binary_concrete(z, tau),
                                   lambda z, **_: (z > 0).to(z.dtype), "logit"),
     "gumbel_sigmoid": Relaxation(lambda z, tau=0.6, **_: gumbel_sigmoid(z, tau),
                                  lambda z, threshold=0.5, **_: (torch.sigmoid(z) > threshold).to(z.dtype), "logit"),
     "bernoulli": Relaxation(lambda p, **_: bernoulli_sample(p),
                             lambda p, threshold=0.5, **_: (p > threshold).to(p.dtype), "probability"),
-    "topk": Relaxation(lambda a, k, **_: topk_ste(a, k), lambda a, k, **_: topk_mask(a, k), "scores"),
+    "topk": Relaxation(lambda a, k, **_: topk_ste(a, k), lambda a, k, **_: topk_mask(a, k), "scores [N, m]"),
 }
 
 
@@ -189,7 +189,8 @@ def relax(name: str, value: torch.Tensor, training: bool, **params: float) -> to
     """Decisions from a gate output with relaxation `name` (training) or its hard eval rule.
     Parameters: `tau`, `threshold` (eval threshold on p or σ(z)), `k` (top-k)."""
     if name not in RELAXATIONS:
-        raise DynBenchError(f"unknown relaxation '{name}': choose one of {', '.join(RELAXATIONS)}")
+        choices = ", ".join(f"{key} (input: {rule.input})" for key, rule in RELAXATIONS.items())
+        raise DynBenchError(f"unknown relaxation '{name}': choose one of {choices}")
     rule = RELAXATIONS[name]
     return (rule.train if training else rule.eval)(value, **params)
 
@@ -225,7 +226,7 @@ class LinearGate(nn.Module):
         self.linear = nn.Linear(c_in, (units or 1) * outputs)
         self.relaxation, self.params, self.outputs = relaxation, params, outputs
         if relaxation not in RELAXATIONS:
-            raise DynBenchError(f"unknown relaxation '{relaxation}': choose one of {', '.join(RELAXATIONS)}")
+            relax(relaxation, torch.zeros(1), False)  # raises the error that lists the relaxations
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(self.pool(x))
