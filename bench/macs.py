@@ -169,9 +169,9 @@ class UnitTable:
             decision = trace.stacked(unit.name).double()
             kept = decision if decision.dim() == 1 else decision.flatten(1).sum(1)
             term = kept * unit.macs / unit.width  # kept·M/width stays an exact integer for 0/1 masks
-            macs = term if macs is None else macs + term
-            if len(term) != len(macs):
+            if macs is not None and len(term) != len(macs):
                 raise DynBenchError(f"unit '{unit.name}' recorded {len(term)} samples, others {len(macs)}")
+            macs = term if macs is None else macs + term
         return macs + (self.always_on + sum(self.gates.values()))
 
     def format(self, dense: int | None = None) -> str:
@@ -200,7 +200,9 @@ def unit_table(model: nn.Module, example: torch.Tensor) -> UnitTable:
             raise DynBenchError(f"count units in masked execution; '{spec.name}' is in '{wrapper.execution}'")
         modules = tuple(names[id(m)] for m in spec.scaled)
         units.append(UnitCost(spec.name, spec.kind, sum(by_module.get(n, 0) for n in modules), spec.width, modules))
-        for module in spec.overhead:  # a module shared by several units (one LSTM) counts once
+        # an overhead module shared by several units counts once; a module called from several gates
+        # (SkipNet's one LSTM) is attributed by fvcore to its first name: the per-gate split shifts, the sum holds
+        for module in spec.overhead:
             gates[names[id(module)]] = by_module.get(names[id(module)], 0)
     total = by_module[""]
     always_on = total - sum(u.macs for u in units) - sum(gates.values())

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench import DynBenchError
 from bench.backbones import build_backbone
 from bench.gates import GateTrace, relax
 from bench.macs import (MacSummary, UncountedOpError, count_macs, executed_macs, flop_counter_macs, unit_table)
@@ -93,6 +94,16 @@ def test_executed_macs_summary_and_saving() -> None:
     assert summary.mean == pytest.approx(per_sample.mean().item())
     assert summary.p50 <= summary.p95 and summary.std > 0
     assert 0 < summary.saving < 1
+
+
+def test_a_trace_with_uneven_sample_counts_is_an_error() -> None:
+    model = gated("resmlp", "block")
+    x = model.example_input(3)
+    with GateTrace.recording() as trace:
+        model(x)
+        model.blocks[1](model.stem(x[:1]))  # one unit records one extra sample
+    with pytest.raises(DynBenchError, match="recorded 4 samples"):
+        unit_table(model, x[:1]).per_sample(trace)
 
 
 def test_counting_inside_a_recording_adds_no_decisions() -> None:
