@@ -38,7 +38,7 @@ FREE_OPS = [
     "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d",
     "aten::grid_sampler", "aten::adaptive_avg_pool1d", "aten::adaptive_max_pool2d", "aten::max_pool2d",
     "aten::max_pool1d", "aten::avg_pool2d", "aten::avg_pool1d", "aten::relu", "aten::relu_", "aten::add",
-    "aten::add_", "aten::mul", "aten::mul_", "aten::sub", "aten::rsub", "aten::div", "aten::mean",
+    "aten::add_", "aten::addcmul", "aten::mul", "aten::mul_", "aten::sub", "aten::rsub", "aten::div", "aten::mean",
     "aten::sum", "aten::softmax", "aten::sigmoid", "aten::gt", "aten::lt", "aten::ge", "aten::embedding",
     "aten::topk", "aten::sort", "aten::gather", "aten::scatter", "aten::scatter_", "aten::where", "aten::cat",
     "aten::stack", "aten::pad", "aten::constant_pad_nd", "aten::masked_fill", "aten::clamp", "aten::max",

@@ -55,12 +55,14 @@ class Composition:
 
 COMPOSITIONS: dict[str, Composition] = {
     # ConvNet-AIG [code], the design's block gate: y = act(s + g·r)
-    "aig": Composition(lambda s, r, g, act: act(s + g * r), lambda s, r, act: act(s + r), lambda s, act: act(s)),
+    # (addcmul fuses s + g·r into one pass over the activations: the masked training step stays cheap)
+    "aig": Composition(lambda s, r, g, act: act(torch.addcmul(s, g, r)), lambda s, r, act: act(s + r),
+                       lambda s, act: act(s)),
     # SkipNet [code]: y = g·act(s + r) + (1 − g)·s, a skipped block outputs the raw shortcut
     "skipnet": Composition(lambda s, r, g, act: g * act(s + r) + (1 - g) * s, lambda s, r, act: act(s + r),
                            lambda s, act: s),
     # CosineGate notebook: y = s + g·r, no activation after the addition
-    "no_act": Composition(lambda s, r, g, act: s + g * r, lambda s, r, act: s + r, lambda s, act: s),
+    "no_act": Composition(lambda s, r, g, act: torch.addcmul(s, g, r), lambda s, r, act: s + r, lambda s, act: s),
 }
 EXECUTIONS = ("masked", "skip")
 
