@@ -121,9 +121,10 @@ def measure_latency(model: nn.Module, inputs: torch.Tensor, mode: str = "gather"
             with GateTrace.recording() as trace:
                 for batch in batches:
                     model(batch)
-            example = inputs[:1].cpu()
+            example = inputs[:1].cpu()  # fvcore counts on CPU
             macs = executed_macs(model.cpu(), example, trace, count_macs(dense.cpu(), example))
-            model.to(device), dense.to(device)
+            model.to(device)
+            dense.to(device)
             with execution(model, MODES[mode]), torch.inference_mode():  # least per-op overhead, for dense and dynamic alike
                 medians = interleaved_medians({"dense": lambda: [dense(b) for b in batches],
                                                "dynamic": lambda: [model(b) for b in batches]},
