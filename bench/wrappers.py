@@ -166,11 +166,14 @@ class BlockGate(GatedUnit):
         return self.compose.mixed(s, r, _per_sample(g, r), self.act)
 
     def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        s = self.block.shortcut(x)
-        if len(x) == 1:  # batch 1: a real branch; one scalar read decides and checks it
+        block = self.block  # local names: this path runs per sample at batch 1, where Python overhead counts
+        s = block.shortcut(x)
+        if len(x) == 1:  # a real branch; one scalar read decides and checks it
             on = g.item()
+            if on == 1.0:
+                return self.compose.full(s, block.second(block.first(x)), self.act)
             _check_hard(on, self.name)
-            return self.compose.full(s, self.branch(x), self.act) if on else self.compose.skipped(s, self.act)
+            return self.compose.skipped(s, self.act)
         _check_hard(g, self.name)
         out = self.compose.skipped(s, self.act)
         index = g.nonzero().squeeze(1)
