@@ -162,7 +162,104 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--force", action="store_true", help="prepare: rebuild a valid cache too")
     sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
     sub.set_defaults(func=cmd_data)
+
+    add_backbone_commands(commands)
     return parser
+
+
+# ---- backbones: `macs` and `latency` (one block, so the `data` subcommand merges beside it) ----------
+
+def _backbone_from_args(args: argparse.Namespace):
+    """The backbone named by --backbone (default: the dataset's) for --dataset or --input-shape/--num-classes."""
+    from bench.backbones import build_backbone
+
+    name, options, num_classes, in_shape = args.backbone, parse_options(args.backbone_option), args.num_classes, None
+    if args.input_shape:
+        try:
+            in_shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            raise DynBenchError(f"--input-shape must be comma-separated integers like 3,32,32, not '{args.input_shape}'") from None
+    if args.dataset:
+        dataset_cls = registry.get_dataset(args.dataset)
+        name = name or dataset_cls.backbone
+        options = {**dataset_cls.backbone_options, **options}
+        num_classes = num_classes or dataset_cls.num_classes
+        if in_shape is None:
+            in_shape = getattr(dataset_cls, "input_shape", None)
+        if in_shape is None:  # the plugin does not declare it: read one parsed sample (cached after the first time)
+            from bench.data import load_splits, resolve_data_root
+
+            in_shape = tuple(load_splits(dataset_cls(), resolve_data_root(args.data_root)).test.x.shape[1:])
+    if not name or in_shape is None or not num_classes:
+        raise DynBenchError("give --dataset, or --backbone with --input-shape (e.g. 3,32,32) and --num-classes")
+    return build_backbone(name, in_shape, num_classes, **options)
+
+
+def cmd_macs(args: argparse.Namespace) -> int:
+    from bench.latency import random_gated
+    from bench.macs import count_macs, describe_backbone, unit_table
+
+    backbone = _backbone_from_args(args)
+    example = backbone.example_input(1)
+    print(f"{backbone.family}: input {list(backbone.in_shape)}")
+    if args.gate:  # the unit table a method with these units gets (gates here are free random ones)
+        dense_macs = count_macs(backbone, example)
+        print(unit_table(random_gated(backbone, args.gate, 1.0), example).format(dense_macs))
+    else:
+        print(describe_backbone(backbone, example))
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.latency import measure_latency, random_gated
+
+    backbone = _backbone_from_args(args)
+    inputs = backbone.example_input(args.batch_size, torch.Generator().manual_seed(args.seed))
+    model = random_gated(backbone, args.gate, args.keep_rate)
+    print(f"{backbone.family}, {args.gate} gates, random keep rate {args.keep_rate}")
+    for mode in args.mode or ["skip-b1", "gather"]:
+        report = measure_latency(model, inputs, mode, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
+                                 max_samples_b1=args.samples, seed=args.seed)
+        print("  " + report.format())
+    print("masked = compute then multiply (not a speed figure); skip-b1 = batch 1 with real branches; "
+          "gather = batched gather/scatter of the samples whose gate is on")
+    return 0
+
+
+def add_backbone_commands(commands: argparse._SubParsersAction) -> None:
+    def backbone_args(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--backbone", help="backbone name, e.g. resnet20 (default: the dataset's)")
+        sub.add_argument("--dataset", help="dataset whose input shape and classes to use (see `dynbench list`)")
+        sub.add_argument("--input-shape", help="per-sample input shape instead of --dataset, e.g. 3,32,32 or 256")
+        sub.add_argument("--num-classes", type=int, help="number of classes instead of --dataset")
+        sub.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="backbone option (repeatable), e.g. width=32")
+        sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
+
+    sub = commands.add_parser("macs", help="print a backbone's per-block MAC table (fvcore)",
+                              description="Count a backbone with fvcore: parameters, per-block shortcut and residual-"
+                                          "branch MACs (the unit a block gate skips), stem, head, total.")
+    backbone_args(sub)
+    sub.add_argument("--gate", choices=["block", "channel"], help="print the unit table with every block gated this way")
+    sub.set_defaults(func=cmd_macs)
+
+    sub = commands.add_parser("latency", help="time dense vs really-skipping inference with random gates",
+                              description="Wrap every block with random gates at --keep-rate and time real skipping "
+                                          "against the dense backbone (median of --repeats after --warmup).")
+    backbone_args(sub)
+    sub.add_argument("--gate", choices=["block", "channel"], default="block", help="gate whole blocks or channels")
+    sub.add_argument("--keep-rate", type=float, default=0.5, help="probability that a unit runs (default 0.5)")
+    sub.add_argument("--mode", action="append", choices=["skip-b1", "gather", "masked"],
+                     help="execution mode (repeatable; default skip-b1 and gather)")
+    sub.add_argument("--batch-size", type=int, default=64, help="batch size of gather/masked passes (default 64)")
+    sub.add_argument("--samples", type=int, default=16, help="samples timed one by one in skip-b1 (default 16)")
+    sub.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    sub.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
+    sub.add_argument("--warmup", type=int, default=1, help="untimed warm-up passes (default 1)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of inputs and gate draws (default 0)")
+    sub.set_defaults(func=cmd_latency)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,71 @@
+"""Performance benchmarks with targets (pytest-benchmark). Run: pytest -m perf --benchmark-enable tests/benchmarks.
+
+Timings are wall-clock medians on a shared machine: expect noise. Dense and gated passes alternate
+every repeat so drift affects both alike. One intra-op thread throughout (stated in extra_info).
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.backbones import build_backbone
+from bench.gates import LinearGate
+from bench.latency import fixed_threads, interleaved_medians, measure_latency, random_gated
+from bench.wrappers import BlockGate, execution, wrap_blocks
+
+pytestmark = pytest.mark.perf
+
+THREADS = 1
+OVERHEAD_TARGET = 1.10  # gated (all open) / dense train step
+REALIZED_TARGET = 0.8  # latency saving / MAC saving at 50 % blocks skipped
+TRAIN_BATCH = 128
+
+
+def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
+
+
+def test_gate_overhead_on_a_train_step(benchmark) -> None:  # noqa: ANN001 (pytest-benchmark fixture)
+    """ResNet-20, batch 128: every block wrapped with a learned gate (GAP -> linear -> hard binary
+    concrete, bias +10 so all gates are open), compute-all-then-multiply, vs the dense backbone."""
+    torch.manual_seed(0)
+    dense = build_backbone("resnet20", (3, 32, 32), 10)
+    gated = wrap_blocks(copy.deepcopy(dense), lambda name, block: BlockGate(
+        block, LinearGate(block.pool, block.first[0].in_channels), name))
+    for module in gated.modules():
+        if isinstance(module, LinearGate):
+            torch.nn.init.constant_(module.linear.bias, 10.0)
+    x, y = torch.randn(TRAIN_BATCH, 3, 32, 32), torch.randint(0, 10, (TRAIN_BATCH,))
+    steps = {name: (model, torch.optim.SGD(model.parameters(), lr=0.01)) for name, model in
+             (("dense", dense.train()), ("gated", gated.train()))}
+    with fixed_threads(THREADS):
+        medians = interleaved_medians({name: (lambda m=m, o=o: _train_step(m, o, x, y)) for name, (m, o) in steps.items()},
+                                      repeats=7, warmup=2)
+        benchmark.pedantic(_train_step, args=(gated, steps["gated"][1], x, y), rounds=3, iterations=1)
+    ratio = medians["gated"] / medians["dense"]
+    benchmark.extra_info.update(threads=THREADS, batch_size=TRAIN_BATCH, dense_seconds=medians["dense"],
+                                gated_seconds=medians["gated"], overhead_ratio=ratio, target=OVERHEAD_TARGET)
+    print(f"\ntrain step, ResNet-20, batch {TRAIN_BATCH}, {THREADS} thread: dense {medians['dense']:.3f} s, "
+          f"gated (all open) {medians['gated']:.3f} s, ratio {ratio:.3f} (target <= {OVERHEAD_TARGET})")
+    assert ratio <= OVERHEAD_TARGET
+
+
+@pytest.mark.parametrize("mode, batch_size", [("skip-b1", 32), ("gather", 256)])
+def test_realized_latency_saving_at_half_the_blocks_skipped(benchmark, mode: str, batch_size: int) -> None:  # noqa: ANN001
+    """ResNet-56 with Bernoulli(0.5) block gates: realized latency saving vs MAC saving, batch 1
+    (`skip-b1`, over `batch_size` samples) and batch 256 (`gather`)."""
+    torch.manual_seed(0)
+    model = random_gated(build_backbone("resnet56", (3, 32, 32), 10), "block", keep_rate=0.5)
+    inputs = model.example_input(batch_size, torch.Generator().manual_seed(0))
+    report = measure_latency(model, inputs, mode, repeats=5, warmup=1, threads=THREADS, max_samples_b1=batch_size)
+    with fixed_threads(THREADS), torch.no_grad(), execution(model.eval(), "skip"):
+        benchmark.pedantic(model, args=(inputs[:1] if mode == "skip-b1" else inputs,), rounds=3, iterations=1)
+    benchmark.extra_info.update(report.to_dict(), realized_fraction=report.realized_fraction, target=REALIZED_TARGET)
+    print("\n" + report.format() + f"; realized {report.realized_fraction:.2f} of the MAC saving "
+          f"(target >= {REALIZED_TARGET})")
+    assert report.realized_fraction >= REALIZED_TARGET
