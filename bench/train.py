@@ -21,14 +21,18 @@ from bench.backbones import build_backbone
 from bench.data import SPLIT_SEED, BatchPipeline, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
 from bench.gates import GateTrace
+from bench.latency import measure_latency
 from bench.macs import count_macs, count_params, executed_macs
 from bench.method import Method, StepContext
 from bench.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_accuracy
 from bench.profiles import PROFILES
 from bench.records import (RunRecord, RunSpec, code_hash, hardware_info, load_record, record_path, save_record,
                            software_versions)
+from bench.wrappers import gated_units
 
 EVAL_BATCH_SIZE = 512
+LATENCY_SAMPLES = 128  # test inputs timed per run (batch-1 mode times the first 8 of them)
+LATENCY_THREADS = 1  # fixed, so that timings of runs made in parallel workers stay comparable
 WARMUP_FRACTION = 0.02  # linear learning-rate warm-up over the first 2 % of steps, then cosine decay
 
 
@@ -157,11 +161,20 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         "exec_rate_per_unit": test_trace.exec_rate_per_unit(),
         "val_exec_rate_per_unit": val_trace.exec_rate_per_unit(),
     }
+    if gated_units(model):
+        metrics["latency"] = realized_latency(model, pipeline(splits.test.x[:LATENCY_SAMPLES]).cpu())
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
         data={"source": splits.source, **splits.sizes(), "train_used": len(train)}, metrics=metrics, curve=curve,
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, versions=software_versions(),
         hardware=hardware_info(device), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def realized_latency(model: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
+    """Dense vs really-skipping inference on test inputs (CPU, one thread): batch 1 with real branches and
+    a batch with gather/scatter. `saving` (the leaderboard's column) is the batched figure."""
+    reports = {mode: measure_latency(model, inputs, mode, threads=LATENCY_THREADS).to_dict() for mode in ("skip-b1", "gather")}
+    return {**reports, "saving": reports["gather"]["latency_saving"], "saving_mode": "gather"}
 
 
 def task_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -116,3 +116,34 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert factors[0] < factors[19] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[20:], factors[21:]))
     assert factors[-1] < 1e-4
+
+
+def test_a_gated_method_records_executed_macs_rates_and_realized_latency(tmp_path):
+    """A block-gated model (random gates at rate 0.5, a control every leaderboard has) through the one loop."""
+    from bench import registry
+    from bench.latency import random_gated
+    from bench.method import Method
+
+    class HalfRandomBlocks(Method):
+        name = "test_half_random_blocks"
+        description = "every block kept with probability 0.5 per sample"
+
+        def build(self, backbone):
+            return random_gated(backbone, "block", keep_rate=0.5)
+
+    registry._register("methods", HalfRandomBlocks)
+    try:
+        spec = make_spec("test_half_random_blocks", "digits", profile="smoke")
+        record, _ = run(spec, resolve_data_root(None), tmp_path, progress=False)
+    finally:
+        registry._registered["methods"].pop("test_half_random_blocks")
+        registry._origin["methods"].pop("test_half_random_blocks")
+    metrics = record.metrics
+    assert set(metrics["exec_rate_per_unit"]) == {"blocks.0", "blocks.1", "blocks.2"}
+    assert all(0.35 < rate < 0.65 for rate in metrics["exec_rate_per_unit"].values())
+    macs = metrics["executed_macs"]
+    assert macs["mean"] < macs["dense"] and macs["std"] > 0 and 0.2 < metrics["mac_saving"] < 0.8
+    latency = metrics["latency"]
+    assert latency["saving_mode"] == "gather" and latency["saving"] == latency["gather"]["latency_saving"]
+    assert latency["skip-b1"]["batch_size"] == 1 and latency["gather"]["batch_size"] == 128
+    assert latency["gather"]["threads"] == 1 and latency["gather"]["dense_seconds"] > 0
