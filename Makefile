@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 # The torch pair known to import together here (they come from this machine's disk); override on other machines.
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+JOBS ?= 2
 
 .PHONY: install test test-all bench bench-perf tables clean
 
@@ -26,7 +27,7 @@ test-all: install
 
 # The quick suite, then the leaderboards.
 bench: install
-	$(PY) -m bench suite quick
+	$(PY) -m bench suite quick --jobs $(JOBS)
 	$(MAKE) --no-print-directory tables
 
 # pytest-benchmark performance targets (data pipeline, gate overhead, latency).

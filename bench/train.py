@@ -49,8 +49,10 @@ def make_spec(method: str, dataset: str, profile: str = "quick", seed: int = 0, 
         raise DynBenchError(f"unknown profile '{profile}'{hint}: choose one of {', '.join(PROFILES)}")
     values = {**dataclasses.asdict(PROFILES[profile]), **dataset_cls.profile_overrides.get(profile, {}),
               **{k: v for k, v in overrides.items() if v is not None}}
-    if backbone is None:
-        backbone, backbone_options = dataset_cls.backbone, {**dataset_cls.backbone_options, **(backbone_options or {})}
+    profile_backbone, profile_backbone_options = values.pop("backbone", None), values.pop("backbone_options", {})
+    if backbone is None:  # the dataset's backbone, as its profile override adjusts it (e.g. a smaller net in `quick`)
+        backbone = profile_backbone or dataset_cls.backbone
+        backbone_options = {**dataset_cls.backbone_options, **profile_backbone_options, **(backbone_options or {})}
     return RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, preset=preset,
                    method_options=dict(method_options or {}), backbone_options=dict(backbone_options or {}),
                    profile=profile, **values)
@@ -109,7 +111,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
     augment_rng = torch.Generator().manual_seed(seeds["augment"])
     torch.manual_seed(seeds["gates"])  # gate noise (Gumbel, Bernoulli) draws from the global generator
 
-    curve, step = [], 0
+    curve, step, primary = [], 0, dataset.primary_metric
     train_started = time.perf_counter()
     for epoch in range(spec.epochs):
         epoch_started = time.perf_counter()
@@ -140,19 +142,19 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
             sums["seen"] += n
             for name, value in extra.items():
                 sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value.item() * n
-        val_metrics, _ = evaluate(model, splits.val, pipeline)
         seen = max(sums.pop("seen"), 1.0)
-        primary = dataset.primary_metric
         entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_accuracy": sums.pop("correct") / seen,
-                 **{k: v / seen for k, v in sums.items()}, f"val_{primary}": val_metrics[primary],
-                 "seconds": time.perf_counter() - epoch_started}
+                 **{k: v / seen for k, v in sums.items()}}
+        if (epoch + 1) % spec.val_every == 0 or epoch + 1 == spec.epochs:  # the last epoch's is the final val score
+            val_metrics, val_trace = evaluate(model, splits.val, pipeline)
+            entry[f"val_{primary}"] = val_metrics[primary]
+        entry["seconds"] = time.perf_counter() - epoch_started
         curve.append(entry)
         if progress:
-            print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}, val {primary} {entry[f'val_{primary}']:.4f}, "
-                  f"{entry['seconds']:.1f}s", file=sys.stderr)
+            val = f", val {primary} {entry[f'val_{primary}']:.4f}" if f"val_{primary}" in entry else ""
+            print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}{val}, {entry['seconds']:.1f}s", file=sys.stderr)
     train_seconds = time.perf_counter() - train_started
 
-    val_metrics, val_trace = evaluate(model, splits.val, pipeline)
     test_metrics, test_trace = evaluate(model, splits.test, pipeline)
     macs = executed_macs(model.cpu(), example, test_trace, dense_macs)
     metrics = {
