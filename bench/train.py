@@ -154,6 +154,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         "dense_macs": dense_macs, "executed_macs": dataclasses.asdict(macs), "mac_saving": macs.saving,
         "exec_rate_per_unit": test_trace.exec_rate_per_unit(),
         "val_exec_rate_per_unit": val_trace.exec_rate_per_unit(),
+        **method.extra_metrics(model, test_trace),
     }
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
