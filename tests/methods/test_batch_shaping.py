@@ -15,6 +15,7 @@ from tests.methods.toy import build, eval_trace, plugin, train_briefly, xor_data
 from tests.models import SMALL, as_double
 
 FAMILIES = ("resnet_cifar", "resmlp", "textcnn")
+ALL_FAMILIES = (*FAMILIES, pytest.param("segnet", marks=pytest.mark.slow))
 bas = plugin("batch_shaping")
 
 
@@ -134,7 +135,7 @@ def test_eval_gates_are_hard_noise_free_and_repeatable(family: str) -> None:
         assert torch.equal(trace.stacked(unit), (trace.extra(unit, "prob") > 0.5).float())  # σ(z) > 0.5
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @torch.no_grad()
 def test_skipping_execution_gives_the_masked_logits(family: str) -> None:
     _, model = build("batch_shaping", family)
@@ -145,7 +146,7 @@ def test_skipping_execution_gives_the_masked_logits(family: str) -> None:
         torch.testing.assert_close(torch.cat([model(x[i:i + 1]) for i in range(8)]), masked[:8], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_executed_macs_follow_the_unit_table_and_the_pruned_network(family: str) -> None:
     _, model = build("batch_shaping", family)
     x = model.example_input(4, torch.Generator().manual_seed(2))

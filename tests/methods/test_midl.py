@@ -14,6 +14,7 @@ from tests.methods.toy import build, eval_trace, plugin, train_briefly, xor_data
 from tests.models import as_double
 
 FAMILIES = ("resnet_cifar", "resmlp", "textcnn")
+ALL_FAMILIES = (*FAMILIES, pytest.param("segnet", marks=pytest.mark.slow))
 LIGHTS = ("lowrank", "zero")
 midl = plugin("midl")
 
@@ -58,7 +59,7 @@ def test_k_warms_up_from_m_to_rho_m() -> None:
     assert ks == [16, 12, 7, 7]  # m = 16, ρm = round(7.2) = 7, halfway round(11.5) = 12
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("light", LIGHTS)
 @torch.no_grad()
 def test_skipping_execution_gives_the_masked_logits(family: str, light: str) -> None:
@@ -70,7 +71,7 @@ def test_skipping_execution_gives_the_masked_logits(family: str, light: str) -> 
         torch.testing.assert_close(torch.cat([model(x[i:i + 1]) for i in range(8)]), masked[:8], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("light", LIGHTS)
 def test_executed_macs_follow_the_unit_table_and_the_pruned_network(family: str, light: str) -> None:
     _, model = build("midl", family, light=light)
