@@ -64,3 +64,8 @@ class Method:
     def extra_losses(self, model: nn.Module, step: StepContext) -> dict[str, torch.Tensor]:
         """Loss terms added to the task loss, by name (logged per epoch)."""
         return {}
+
+    def extra_metrics(self, model: nn.Module, trace: GateTrace) -> dict[str, Any]:
+        """Method-specific metrics (the paper's own figures, gate categories) computed after training
+        from the eval `trace` of the test split; merged into the run record's metrics (JSON values)."""
+        return {}
