@@ -64,3 +64,9 @@ class Method:
     def extra_losses(self, model: nn.Module, step: StepContext) -> dict[str, torch.Tensor]:
         """Loss terms added to the task loss, by name (logged per epoch)."""
         return {}
+
+    def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
+        """Method-specific metrics merged into the record's metrics after the final test evaluation:
+        `trace` is the test split's eval-mode gate trace, `example` a batch of one input (for MAC
+        counts). Paper-style metrics (SkipNet's computation %, CosineGate's `macs_nominal`) go here."""
+        return {}

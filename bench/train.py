@@ -155,6 +155,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         "exec_rate_per_unit": test_trace.exec_rate_per_unit(),
         "val_exec_rate_per_unit": val_trace.exec_rate_per_unit(),
     }
+    metrics.update(method.extra_metrics(model, example, test_trace))
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
         data={"source": splits.source, **splits.sizes(), "train_used": len(train)}, metrics=metrics, curve=curve,
