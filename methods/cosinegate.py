@@ -54,6 +54,8 @@ SCALE_INIT = -2.2  # s_b [code]
 PREDICTOR_WEIGHT = 0.1  # cosinegate_r: 0.1·MSE(q(x), sg(CIR)) (§5.6)
 NOISE_STD = 0.01  # cons_type=input_noise (§5.4)
 NORM_EPS = 1e-8
+OPERATING_POINTS = {"balanced": {}, "aggressive": {"target": 0.60, "flops_weight": 5.0},
+                    "conservative": {"target": 0.90, "flops_weight": 1.0}}  # §5.5; aggressive/conservative [PROPOSED]
 
 
 def cosine_incompatibility(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -168,11 +170,9 @@ class CosineGate(Method):
     options = {"target": 0.72, "flops_weight": 2.5, "flops_ramp_epochs": 40.0, "flops_grad": True,
                "cons_weight": 0.05, "cons_blocks": "all", "cons_type": "gated_vs_full", "tau": 0.6, "threshold": 0.42,
                "composition": "no_act", "realizable": False}
-    _points = {"balanced": {}, "aggressive": {"target": 0.60, "flops_weight": 5.0},
-               "conservative": {"target": 0.90, "flops_weight": 1.0}}  # §5.5; aggressive/conservative [PROPOSED]
-    presets = {"default": {}, **_points, "notebook_exact": {"cons_blocks": "last", "flops_grad": False},
+    presets = {"default": {}, **OPERATING_POINTS, "notebook_exact": {"cons_blocks": "last", "flops_grad": False},
                "realizable": {"realizable": True},
-               **{f"realizable_{k}": {**v, "realizable": True} for k, v in _points.items() if k != "balanced"}}
+               **{f"realizable_{k}": {**v, "realizable": True} for k, v in OPERATING_POINTS.items() if k != "balanced"}}
 
     def validate(self) -> None:
         c = self.config
