@@ -65,7 +65,8 @@ class Method:
         """Loss terms added to the task loss, by name (logged per epoch)."""
         return {}
 
-    def extra_metrics(self, model: nn.Module, trace: GateTrace) -> dict[str, Any]:
-        """Method-specific metrics (the paper's own figures, gate categories) computed after training
-        from the eval `trace` of the test split; merged into the run record's metrics (JSON values)."""
+    def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
+        """Method-specific metrics merged into the record's metrics after the final test evaluation:
+        `trace` is the test split's eval-mode gate trace, `example` a batch of one input (for MAC
+        counts). Paper-style metrics (SkipNet's computation %, CosineGate's `macs_nominal`) go here."""
         return {}

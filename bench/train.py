@@ -162,7 +162,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         "dense_macs": dense_macs, "executed_macs": dataclasses.asdict(macs), "mac_saving": macs.saving,
         "exec_rate_per_unit": test_trace.exec_rate_per_unit(),
         "val_exec_rate_per_unit": val_trace.exec_rate_per_unit(),
-        **method.extra_metrics(model, test_trace),
+        **method.extra_metrics(model, example, test_trace),
     }
     if gated_units(model):
         metrics["latency"] = realized_latency(model, pipeline(splits.test.x[:LATENCY_SAMPLES]).cpu())

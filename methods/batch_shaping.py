@@ -173,6 +173,6 @@ class BatchShaping(Method):
             del memory[:-int(self.config["bs_memory"])]
         return cvm
 
-    def extra_metrics(self, model: nn.Module, trace: GateTrace) -> dict[str, Any]:
+    def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
         """§4.9: shares of always-on / conditional / always-off channel gates and the active fraction."""
         return channel_report(trace)

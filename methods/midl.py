@@ -156,6 +156,6 @@ class Midl(Method):
             progress = epoch / warmup_epochs if epoch < warmup_epochs else 1.0
             gate.k = round(m - (m - gate.k_final) * progress)
 
-    def extra_metrics(self, model: nn.Module, trace: GateTrace) -> dict[str, Any]:
+    def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
         """§6.6: gate categories, active fraction (k/m), mean pairwise mask IoU (1.0 = static masks)."""
         return {**channel_report(trace, iou=True), "k_per_unit": {unit.name: unit.gate.k for unit in gated_units(model)}}

@@ -178,7 +178,7 @@ def test_gates_turn_conditional_on_a_toy_problem() -> None:
     x, y = xor_data(512)
     train_briefly(method, model, x, y, steps=40)
     _, trace = eval_trace(model, x)
-    report = method.extra_metrics(model, trace)
+    report = method.extra_metrics(model, x[:1], trace)
     assert report["gate_share_conditional"] > 0.3
     assert sum(report[f"gate_share_{k}"] for k in ("always_on", "conditional", "always_off")) == pytest.approx(1.0)
     assert 0.0 < report["active_fraction"] < 1.0

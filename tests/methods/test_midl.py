@@ -136,7 +136,7 @@ def test_masks_stay_input_dependent_on_a_toy_problem() -> None:
     x, y = xor_data(512)
     train_briefly(method, model, x, y, steps=40)
     _, trace = eval_trace(model, x)
-    report = method.extra_metrics(model, trace)
+    report = method.extra_metrics(model, x[:1], trace)
     assert report["mask_iou_mean"] < 0.9
     assert report["gate_share_conditional"] > 0.3
     assert report["active_fraction"] == pytest.approx(7 / 16)

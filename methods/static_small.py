@@ -1,0 +1,106 @@
+"""Static-small control (methods.md §7): a shallower and/or narrower dense backbone of the same family,
+chosen so that its MACs match a budget — is conditional computation better than a smaller static net?
+
+`mac_budget` is a fraction of the full backbone's MACs (e.g. a gated method's mean executed MACs over
+its dense MACs). The search spans the family's depth (CIFAR ResNet: 6n+2, n ≤ the original; resmlp /
+textcnn: blocks ≤ the original; segnet: 18 ≤ the original) and width (stage widths, integers up to the
+original); MACs are counted with `bench.macs.count_macs`, and the candidate closest to the budget wins
+(ties: the deeper one). A budget the smallest candidate overshoots by more than 5 % (§7 matching rule)
+is an error (the nearest candidate may be off by more where widths are coarse). The record's `mac_saving` is against the full dense backbone: the training loop counts the
+dense MACs before `build`. The chosen configuration is stored as `static_small` in the metrics.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench import DynBenchError
+from bench.backbones import build_backbone
+from bench.backbones.base import Backbone
+from bench.blockgates import check_fraction, require_blocks
+from bench.gates import GateTrace
+from bench.macs import count_macs
+from bench.method import Method
+from bench.registry import register_method
+
+MATCH_TOLERANCE = 0.05  # §7: "matched" = within ±5 % of the target MACs
+MIN_WIDTH = 2
+
+
+def family_options(backbone: Backbone) -> tuple[str, dict[str, Any], list[int]]:
+    """(family, constructor options of `backbone` that stay fixed, depths to search) — read back from the
+    built modules, since a backbone does not keep its constructor arguments."""
+    family = backbone.family
+    if family.startswith("resnet"):
+        depth = int(re.fullmatch(r"resnet(\d+)", family).group(1))
+        return "resnet_cifar", {}, list(range(8, depth + 1, 6))
+    if family == "resmlp":
+        return "resmlp", {}, list(range(1, len(backbone.blocks) + 1))
+    if family == "textcnn":
+        embedding = backbone.stem[0].embedding
+        return "textcnn", {"embed_dim": embedding.embedding_dim, "vocab_size": embedding.num_embeddings}, \
+            list(range(1, len(backbone.blocks) + 1))
+    if family.startswith("segnet"):
+        head = backbone.head
+        return "segnet", {"head_channels": head.classifier.in_channels,
+                          "bins": tuple(b[0].output_size for b in head.branches)}, [d for d in (18, 34) if d <= int(family[6:])]
+    raise DynBenchError(f"static_small: no depth/width search for backbone family '{family}'")
+
+
+def base_width(backbone: Backbone) -> int:
+    layer = backbone.blocks[0].first[0]
+    return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
+
+
+def num_classes(backbone: Backbone) -> int:
+    last = [m for m in backbone.head.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    return last.out_features if isinstance(last, nn.Linear) else last.out_channels
+
+
+@register_method
+class StaticSmall(Method):
+    """Options: mac_budget — target MACs as a fraction (0, 1] of the full dense backbone."""
+
+    name = "static_small"
+    description = "control: a smaller dense backbone (depth/width searched) matching a MAC budget (§7)"
+    options = {"mac_budget": 0.5}
+    presets = {"default": {}, **{f"budget{round(100 * b)}": {"mac_budget": b} for b in (0.3, 0.5, 0.7)}}
+
+    def validate(self) -> None:
+        check_fraction(self.name, "mac_budget", self.config["mac_budget"], allow_zero=False)
+
+    def build(self, backbone: nn.Module) -> nn.Module:
+        require_blocks(backbone, self.name)
+        family, fixed, depths = family_options(backbone)
+        shape, classes, width0 = backbone.in_shape, num_classes(backbone), base_width(backbone)
+        example = backbone.example_input(1, torch.Generator().manual_seed(0))
+        full = count_macs(backbone, example)
+        target = self.config["mac_budget"] * full
+
+        def macs(depth: int, width: int) -> int:
+            return count_macs(build_backbone(family, shape, classes, depth=depth, width=width, **fixed), example)
+
+        candidates = []  # per depth, the widths just below and above the target (MACs grow with width)
+        for depth in depths:
+            low, high = MIN_WIDTH, width0
+            if macs(depth, low) >= target:
+                candidates.append((depth, low, macs(depth, low)))
+                continue
+            while high - low > 1:  # largest width whose MACs stay at or below the target
+                mid = (low + high) // 2
+                low, high = (mid, high) if macs(depth, mid) <= target else (low, mid)
+            candidates += [(depth, w, macs(depth, w)) for w in {low, high}]
+        smallest = min(c[2] for c in candidates)
+        if smallest > (1 + MATCH_TOLERANCE) * target:
+            raise DynBenchError(f"static_small: mac_budget {self.config['mac_budget']} is below the smallest "
+                                f"{family} tried ({smallest / full:.3f} of the dense MACs); raise the budget")
+        depth, width, chosen = min(candidates, key=lambda c: (abs(c[2] - target), -c[0]))
+        self.chosen = {"family": family, "depth": depth, "width": width, "macs": chosen,
+                       "fraction_of_dense": chosen / full, "target_fraction": self.config["mac_budget"]}
+        return build_backbone(family, shape, classes, depth=depth, width=width, **fixed)
+
+    def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
+        return {"static_small": dict(self.chosen)}

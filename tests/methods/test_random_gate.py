@@ -1,0 +1,73 @@
+"""Random-gate control (methods.md §7): per-block rates from an option or a trained method's record."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from bench import DynBenchError, registry
+from bench.records import RunRecord, save_record
+from tests.methods.common import built, check_macs_match_pruned, check_masked_equals_skip, eval_trace, toy_train
+
+FAMILIES = ["resnet_cifar", "resmlp", "textcnn"]
+
+
+def fake_record(rates: dict[str, float]) -> RunRecord:
+    return RunRecord(spec={}, spec_hash="abc", code_hash="x", seeds={}, data={}, curve=[], train_seconds=0.0,
+                     wall_seconds=0.0, versions={}, hardware={}, created="now",
+                     metrics={"val_exec_rate_per_unit": rates})
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rates_hold_in_training_and_eval(family: str) -> None:
+    _, model = built("random_gate", family, rates=None, keep_rate=0.3)
+    x = model.example_input(2000) if family == "resmlp" else model.example_input(400)
+    torch.manual_seed(0)
+    _, trace = eval_trace(model, x)
+    for unit in trace.units():
+        assert abs(trace.stacked(unit).mean() - 0.3) < 0.06
+    check_masked_equals_skip(model, x[:16], batch1=False)
+    check_macs_match_pruned(model, x[:8])
+
+
+def test_two_eval_passes_agree_under_the_same_seed() -> None:
+    _, model = built("random_gate", "resmlp")
+    x = model.example_input(16)
+    torch.manual_seed(1)
+    first, _ = eval_trace(model, x)
+    torch.manual_seed(1)
+    second, _ = eval_trace(model, x)
+    assert torch.equal(first, second)
+
+
+def test_rates_per_block_and_from_a_record(tmp_path) -> None:
+    method, _ = built("random_gate", "resmlp", rates=[0.2, 0.5, 0.9])
+    assert method.rates == {"blocks.0": 0.2, "blocks.1": 0.5, "blocks.2": 0.9}
+    path = tmp_path / "runs" / "abc.json"
+    save_record(path, fake_record({"blocks.1": 0.25, "blocks.2": 0.75}))  # e.g. SkipNet: blocks.0 ungated
+    method, _ = built("random_gate", "resmlp", match_record=str(path))
+    assert method.rates == {"blocks.0": 1.0, "blocks.1": 0.25, "blocks.2": 0.75}
+
+
+def test_the_execution_rate_follows_keep_rate_after_training() -> None:
+    rates = {}
+    for keep in (0.2, 0.8):
+        method, model = built("random_gate", "resmlp", keep_rate=keep)
+        toy_train(method, model, epochs=1, steps_per_epoch=3)
+        _, trace = eval_trace(model, model.example_input(512))
+        rates[keep] = sum(trace.exec_rate_per_unit().values()) / 3
+    assert rates[0.2] < rates[0.8]
+
+
+def test_bad_options_are_clear_errors(tmp_path) -> None:
+    control = registry.get_method("random_gate")
+    for options in ({"keep_rate": -0.5}, {"keep_rate": 1.2}, {"rates": [0.5, 3.0]}, {"composition": "x"},
+                    {"match_record": str(tmp_path / "missing.json")}, {"rates": [0.5], "match_record": "abc"}):
+        with pytest.raises(DynBenchError):
+            control(**options)
+    with pytest.raises(DynBenchError, match="2 entries for 3 blocks"):
+        built("random_gate", "resmlp", rates=[0.5, 0.5])
+    with pytest.raises(DynBenchError, match="has none"):
+        control().build(nn.Linear(3, 2))
