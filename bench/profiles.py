@@ -12,12 +12,14 @@ class Profile:
     lr: float
     weight_decay: float
     max_train_examples: int | None = None  # train on a fixed subset (None = all)
+    max_val_examples: int | None = None  # validate on a fixed subset (None = all); the test split is always whole
     val_every: int = 1  # epochs between validation passes in the curve (the last epoch is always validated)
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(epochs=1, batch_size=64, optimizer="sgd", lr=0.05, weight_decay=5e-4, max_train_examples=512),
-    "quick": Profile(epochs=15, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, val_every=5),
+    "quick": Profile(epochs=15, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, val_every=5,
+                     max_val_examples=2000),
     "standard": Profile(epochs=60, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4),
     "paper": Profile(epochs=180, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=1e-4),
 }

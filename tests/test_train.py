@@ -29,7 +29,7 @@ def test_a_smoke_run_learns_and_writes_a_complete_record(smoke_run):
     assert saved["spec"] == spec.to_dict() and saved["spec_hash"] == spec.hash
     assert saved["versions"]["torch"] == torch.__version__.split("+")[0] or saved["versions"]["torch"] == torch.__version__
     assert {"device", "cpu_count", "torch_threads"} <= set(saved["hardware"])
-    assert saved["data"] == {"source": "bundled", "train": 1293, "val": 144, "test": 360, "train_used": 512}
+    assert saved["data"] == {"source": "bundled", "train": 1293, "val": 144, "test": 360, "train_used": 512, "val_used": 144}
     assert set(saved["seeds"]) == {"split", "init", "order", "augment", "gates"}
 
 
