@@ -108,6 +108,7 @@ def save_record(path: Path, record: RunRecord) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump(asdict(record), handle, indent=1, sort_keys=True)
             handle.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be shared and read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

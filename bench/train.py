@@ -93,9 +93,9 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
     train = splits.train
     if spec.max_train_examples is not None and spec.max_train_examples < len(train):
         train = train.subset(torch.arange(spec.max_train_examples))  # the split is already shuffled with a fixed seed
-    val = splits.val
-    if spec.max_val_examples is not None and spec.max_val_examples < len(val):
-        val = val.subset(torch.arange(spec.max_val_examples))
+    val_split = splits.val
+    if spec.max_val_examples is not None and spec.max_val_examples < len(val_split):
+        val_split = val_split.subset(torch.arange(spec.max_val_examples))
 
     torch.manual_seed(seeds["init"])
     backbone = build_backbone(spec.backbone, tuple(train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
@@ -149,7 +149,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_accuracy": sums.pop("correct") / seen,
                  **{k: v / seen for k, v in sums.items()}}
         if (epoch + 1) % spec.val_every == 0 or epoch + 1 == spec.epochs:  # the last epoch's is the final val score
-            val_metrics, val_trace = evaluate(model, val, pipeline)
+            val_metrics, val_trace = evaluate(model, val_split, pipeline)
             entry[f"val_{primary}"] = val_metrics[primary]
         entry["seconds"] = time.perf_counter() - epoch_started
         curve.append(entry)
@@ -171,7 +171,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         metrics["latency"] = realized_latency(model, pipeline(splits.test.x[:LATENCY_SAMPLES]).cpu())
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
-        data={"source": splits.source, **splits.sizes(), "train_used": len(train), "val_used": len(val)},
+        data={"source": splits.source, **splits.sizes(), "train_used": len(train), "val_used": len(val_split)},
         metrics=metrics, curve=curve,
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, versions=software_versions(),
         hardware=hardware_info(device), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

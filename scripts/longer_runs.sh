@@ -3,7 +3,8 @@
 # 3 epochs on full MNIST (ResNet-8, `standard` profile: batch 128, SGD lr 0.1), seed 0, plus random gates
 # matched to the per-block rates the trained gates reached. Two lanes of one thread each (2 cores);
 # a lane's random gate runs after the method it matches. Records: results/longer/runs; then
-# `dynbench tables --results results/longer`. Resumes: finished runs are reused.
+# `dynbench tables --results results/longer`. Resumes: finished runs are reused. Needs the data root
+# ($DYNBENCH_DATA or --data-root's default) to hold the CIFAR-10 sample and MNIST.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -23,6 +24,7 @@ run() {  # run DATASET METHOD[:PRESET] [extra dynbench-run args]; prints the rec
 matched() {  # matched DATASET METHOD COMPOSITION: a random gate at the per-block rates METHOD reached
     local record
     record=$(run "$1" "$2")
+    [[ -n $record ]] || { echo "longer_runs: $2 on $1 failed; see $OUT/log.txt" >&2; return 1; }
     run "$1" random_gate --option "match_record=$record" --option "composition=$3" >/dev/null
 }
 

@@ -15,8 +15,8 @@ from bench.train import derive_seed, make_spec, run, warmup_cosine
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    spec = make_spec("dense", "digits", profile="smoke", epochs=3)
-    record, reused = run(spec, resolve_data_root(None), results, progress=False)
+    spec = make_spec("dense", "digits", profile="smoke", epochs=3, max_val_examples=100)
+    record, reused = run(spec, resolve_data_root(None), results, progress=True)  # the CLI's path: bar and epoch lines
     return spec, record, reused, results
 
 
@@ -25,11 +25,13 @@ def test_a_smoke_run_learns_and_writes_a_complete_record(smoke_run):
     assert not reused
     assert record.metrics["test"]["accuracy"] > 0.5  # 10 classes: chance is 0.1
     assert len(record.curve) == 3 and record.curve[-1]["loss"] < record.curve[0]["loss"]
+    assert all("val_accuracy" in entry for entry in record.curve)  # smoke validates every epoch
+    assert record_path(results, spec).stat().st_mode & 0o777 == 0o644  # readable by others, like any result file
     saved = json.loads(record_path(results, spec).read_text())
     assert saved["spec"] == spec.to_dict() and saved["spec_hash"] == spec.hash
     assert saved["versions"]["torch"] == torch.__version__.split("+")[0] or saved["versions"]["torch"] == torch.__version__
     assert {"device", "cpu_count", "torch_threads"} <= set(saved["hardware"])
-    assert saved["data"] == {"source": "bundled", "train": 1293, "val": 144, "test": 360, "train_used": 512, "val_used": 144}
+    assert saved["data"] == {"source": "bundled", "train": 1293, "val": 144, "test": 360, "train_used": 512, "val_used": 100}
     assert set(saved["seeds"]) == {"split", "init", "order", "augment", "gates"}
 
 
