@@ -57,7 +57,7 @@ def exec_rate_heatmap(runs: pd.DataFrame, path: Path) -> Path | None:
     rows: dict[str, dict[str, list[float]]] = {}
     for run in runs.itertuples():
         if run.exec_rate_per_unit:
-            label = run.method + ("" if run.preset == "default" else f":{run.preset}")
+            label = run.entry
             for unit, rate in run.exec_rate_per_unit.items():
                 rows.setdefault(label, {}).setdefault(unit, []).append(rate)
     if not rows:

@@ -1,6 +1,8 @@
 """Leaderboards built from run records alone (pandas): per-dataset and overall Markdown, CSVs, plots, report."""
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from bench.macs import COUNTING_RULE
 from bench.records import RunRecord, code_hash, load_record
 from bench.train import plugin_file
 
-GROUP_KEYS = ["dataset", "method", "preset", "backbone", "profile", "epochs"]
+GROUP_KEYS = ["dataset", "method", "preset", "entry", "backbone", "profile", "epochs", "config"]
 RANK_RULE = ("Rank: within each dataset, by mean test score (accuracy, or mIoU for segmentation; higher first), ties "
              "broken by mean executed MACs (lower first). The test split is evaluated once per run after training; "
              "nothing is selected on it.")
@@ -51,12 +53,27 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def entry_label(spec: dict) -> str:
+    """`method[:preset]`, plus the method options a run set beyond its preset (a record path by its name)."""
+    label = spec["method"] + ("" if spec["preset"] == "default" else f":{spec['preset']}")
+    options = ", ".join(f"{key}={Path(value).stem if isinstance(value, str) and '/' in value else value}"
+                        for key, value in sorted(spec.get("method_options", {}).items()))
+    return f"{label} [{options}]" if options else label
+
+
+def config_hash(spec: dict) -> str:
+    """The spec but its seed: runs that differ in anything else are never averaged together."""
+    canonical = json.dumps({k: v for k, v in spec.items() if k != "seed"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
 def _run_row(record: RunRecord) -> dict:
     spec, metrics = record.spec, record.metrics
     primary = metrics.get("primary_metric", "accuracy")
     latency = metrics.get("latency") or {}
     return {
-        **{key: spec[key] for key in GROUP_KEYS}, "seed": spec["seed"], "spec_hash": record.spec_hash,
+        **{key: spec[key] for key in ("dataset", "method", "preset", "backbone", "profile", "epochs")},
+        "entry": entry_label(spec), "config": config_hash(spec), "seed": spec["seed"], "spec_hash": record.spec_hash,
         "metric": primary, "score": metrics["test"][primary], "val_score": metrics["val"][primary],
         "executed_macs": metrics["executed_macs"]["mean"], "executed_macs_std": metrics["executed_macs"]["std"],
         "dense_macs": metrics["dense_macs"], "mac_saving": metrics["mac_saving"],
@@ -67,7 +84,7 @@ def _run_row(record: RunRecord) -> dict:
 
 
 def leaderboard_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (dataset, method, preset, backbone, profile, epochs), ranked per dataset."""
+    """Mean and std over seeds per configuration (the spec but its seed), ranked per dataset."""
     board = runs.groupby(GROUP_KEYS, dropna=False).agg(
         metric=("metric", "first"), seeds=("seed", "nunique"), score_mean=("score", "mean"), score_std=("score", "std"),
         val_score_mean=("val_score", "mean"), executed_macs_mean=("executed_macs", "mean"),
@@ -80,7 +97,6 @@ def leaderboard_frame(runs: pd.DataFrame) -> pd.DataFrame:
         board[column] = board[column].fillna(0.0)  # a single seed has no spread
     board = board.sort_values(["dataset", "score_mean", "executed_macs_mean"], ascending=[True, False, True])
     board.insert(0, "rank", board.groupby("dataset").cumcount() + 1)
-    board.insert(3, "entry", board["method"] + board["preset"].map(lambda p: "" if p == "default" else f":{p}"))
     return board.reset_index(drop=True)
 
 

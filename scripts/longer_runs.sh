@@ -18,7 +18,7 @@ run() {  # run DATASET METHOD[:PRESET] [extra dynbench-run args]; prints the rec
     [[ $dataset == mnist ]] && epochs=3
     "$PY" -m bench run --method "$method" --preset "$preset" --dataset "$dataset" --profile standard \
         --epochs "$epochs" --backbone resnet8 --seed 0 --results "$OUT" "$@" 2>&1 \
-        | grep -v 'it/s' | tee -a "$OUT/log.txt" | sed -n 's/^ *record: //p'
+        | grep --line-buffered -v 'it/s' | tee -a "$OUT/log.txt" | sed -n 's/^ *record: //p'
 }
 
 matched() {  # matched DATASET METHOD COMPOSITION: a random gate at the per-block rates METHOD reached

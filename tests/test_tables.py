@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import bench
 from bench import DynBenchError
 from bench.plots import pareto_front
 from bench.records import RunRecord, RunSpec, record_path, save_record
@@ -77,3 +80,30 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_record_fields_round_trip():
     record = fake_record("dense", 0, 0.9, 1000)
     assert RunRecord(**dataclasses.asdict(record)) == record
+
+
+def test_runs_that_differ_in_method_options_are_separate_rows_labelled_by_their_options(results_dir):
+    """Two random gates matched to different records must not be averaged as if they were seeds."""
+    for reference, accuracy in (("results/runs/aaaa.json", 0.6), ("results/runs/bbbb.json", 0.5)):
+        record = fake_record("random_gate", 0, accuracy, 700)
+        spec = RunSpec(**{**record.spec, "method_options": {"match_record": reference}})
+        save(results_dir, dataclasses.replace(record, spec=spec.to_dict(), spec_hash=spec.hash))
+    write_tables(results_dir)
+    board = pd.read_csv(results_dir / "leaderboard.csv")
+    assert sorted(board["entry"]) == ["random_gate [match_record=aaaa]", "random_gate [match_record=bbbb]"]
+    assert board["seeds"].tolist() == [1, 1] and board["score_std"].tolist() == [0.0, 0.0]
+
+
+def test_the_code_hash_ignores_the_reporting_modules_only(tmp_path):
+    """Changing how tables look must not make every record stale; changing what a run executes must."""
+    from bench.records import REPORTING_MODULES, _framework_hash
+
+    copy = tmp_path / "bench"
+    shutil.copytree(Path(bench.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    original = _framework_hash(copy)
+    assert original == _framework_hash(Path(bench.__file__).parent)
+    for name in REPORTING_MODULES:
+        (copy / name).write_text((copy / name).read_text() + "\n# a new column\n")
+    assert _framework_hash.__wrapped__(copy) == original
+    (copy / "train.py").write_text((copy / "train.py").read_text() + "\n# a new loss\n")
+    assert _framework_hash.__wrapped__(copy) != original
