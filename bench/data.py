@@ -63,6 +63,14 @@ def load_splits(plugin: DatasetPlugin, root: Path, use_cache: bool = True) -> Da
     return DataSplits(train, val, test, availability.detail)
 
 
+def fixed_subset(split: TensorSplit, size: int | None) -> TensorSplit:
+    """The same random `size` examples of `split` for every method and seed (all of it when None or larger)."""
+    if size is None or size >= len(split):
+        return split
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return split.subset(order[:size].sort().values)
+
+
 def carve_validation(full_train: TensorSplit, val_fraction: float) -> tuple[TensorSplit, TensorSplit]:
     """(train, val): a fixed random `val_fraction` of the original train split becomes validation."""
     order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(SPLIT_SEED))

@@ -39,6 +39,7 @@ class RunSpec:
     weight_decay: float = 5e-4
     max_train_examples: int | None = None
     max_val_examples: int | None = None
+    max_test_examples: int | None = None
     val_every: int = 1
 
     def to_dict(self) -> dict[str, Any]:

@@ -75,6 +75,7 @@ def _run_row(record: RunRecord) -> dict:
         **{key: spec[key] for key in ("dataset", "method", "preset", "backbone", "profile", "epochs")},
         "entry": entry_label(spec), "config": config_hash(spec), "seed": spec["seed"], "spec_hash": record.spec_hash,
         "metric": primary, "score": metrics["test"][primary], "val_score": metrics["val"][primary],
+        "test_examples": record.data.get("test_used", record.data.get("test")),
         "executed_macs": metrics["executed_macs"]["mean"], "executed_macs_std": metrics["executed_macs"]["std"],
         "dense_macs": metrics["dense_macs"], "mac_saving": metrics["mac_saving"],
         "latency_saving": latency.get("saving", math.nan), "params": metrics["params"],
@@ -86,7 +87,8 @@ def _run_row(record: RunRecord) -> dict:
 def leaderboard_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per configuration (the spec but its seed), ranked per dataset."""
     board = runs.groupby(GROUP_KEYS, dropna=False).agg(
-        metric=("metric", "first"), seeds=("seed", "nunique"), score_mean=("score", "mean"), score_std=("score", "std"),
+        metric=("metric", "first"), seeds=("seed", "nunique"), test_examples=("test_examples", "first"),
+        score_mean=("score", "mean"), score_std=("score", "std"),
         val_score_mean=("val_score", "mean"), executed_macs_mean=("executed_macs", "mean"),
         executed_macs_std=("executed_macs", "std"), dense_macs=("dense_macs", "first"),
         mac_saving_mean=("mac_saving", "mean"), mac_saving_std=("mac_saving", "std"),
@@ -106,6 +108,7 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "rank": board["rank"], "method": board["entry"], "backbone": board["backbone"],
         "profile": board["profile"], "epochs": board["epochs"], "seeds": board["seeds"],
+        "test n": board["test_examples"].map(lambda n: "?" if pd.isna(n) else f"{int(n):,}"),
         f"test {metric} (%)": [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(board["score_mean"], board["score_std"])],
         "executed MACs (M)": [f"{m / 1e6:.3f} ± {s / 1e6:.3f}" for m, s in zip(board["executed_macs_mean"], board["executed_macs_std"])],
         "MAC saving (%)": (100 * board["mac_saving_mean"]).map("{:.1f}".format),
@@ -118,7 +121,8 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
 
 def notes() -> list[str]:
     return [RANK_RULE, COUNTING_RULE, LATENCY_RULE,
-            "Mean ± standard deviation over seeds; 'stale' = the code (plugins or bench framework) changed since "
+            "Mean ± standard deviation over seeds; 'test n' = test examples scored (the `quick` profile scores a "
+            "fixed random subset, the same for every run; longer profiles score the whole test split); 'stale' = the code (plugins or bench framework) changed since "
             "the run; rerun the suite to refresh."]
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from bench import DynBenchError, registry
 from bench.backbones import build_backbone
-from bench.data import SPLIT_SEED, BatchPipeline, iterate_batches, load_splits
+from bench.data import SPLIT_SEED, BatchPipeline, fixed_subset, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
 from bench.gates import GateTrace
 from bench.latency import measure_latency
@@ -95,14 +95,15 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         train = train.subset(torch.arange(spec.max_train_examples))  # the split is already shuffled with a fixed seed
     val_split = splits.val
     if spec.max_val_examples is not None and spec.max_val_examples < len(val_split):
-        val_split = val_split.subset(torch.arange(spec.max_val_examples))
+        val_split = val_split.subset(torch.arange(spec.max_val_examples))  # val is already a random draw
+    test_split = fixed_subset(splits.test, spec.max_test_examples)
 
     torch.manual_seed(seeds["init"])
     backbone = build_backbone(spec.backbone, tuple(train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
     example = BatchPipeline(dataset, torch.device("cpu"))(splits.test.x[:1])
     dense_macs = count_macs(backbone, example)
     model = method.build(backbone).to(device)
-    if device.type == "cuda" and dataset.modality == "image":
+    if dataset.modality == "image":  # NHWC convolutions: 15-30 % faster on CPU (oneDNN) as on GPU
         model = model.to(memory_format=torch.channels_last)
     pipeline = BatchPipeline(dataset, device)
 
@@ -158,7 +159,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
             print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}{val}, {entry['seconds']:.1f}s", file=sys.stderr)
     train_seconds = time.perf_counter() - train_started
 
-    test_metrics, test_trace = evaluate(model, splits.test, pipeline)
+    test_metrics, test_trace = evaluate(model, test_split, pipeline)
     macs = executed_macs(model.cpu(), example, test_trace, dense_macs)
     metrics = {
         "primary_metric": dataset.primary_metric, "val": val_metrics, "test": test_metrics, "params": count_params(model),
@@ -168,10 +169,11 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         **method.extra_metrics(model, example, test_trace),
     }
     if gated_units(model):
-        metrics["latency"] = realized_latency(model, pipeline(splits.test.x[:LATENCY_SAMPLES]).cpu())
+        metrics["latency"] = realized_latency(model, pipeline(test_split.x[:LATENCY_SAMPLES]).cpu())
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
-        data={"source": splits.source, **splits.sizes(), "train_used": len(train), "val_used": len(val_split)},
+        data={"source": splits.source, **splits.sizes(), "train_used": len(train), "val_used": len(val_split),
+              "test_used": len(test_split)},
         metrics=metrics, curve=curve,
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, versions=software_versions(),
         hardware=hardware_info(device), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -43,10 +43,10 @@ class IMDB(DatasetPlugin):
     num_classes = 2
     backbone = "textcnn"
     backbone_options = {"vocab_size": VOCAB_SIZE}  # embedding rows = ids 0..vocab_size-1 (pad and unknown included)
-    # `quick`: a 32-channel text net (1/16 of the default's MACs), AdamW, 3 epochs of batch 32 over 2,000 training reviews
+    # `quick`: a 32-channel text net (1/16 of the default's MACs), AdamW, 3 epochs of batch 64 over 2,000 training reviews
     profile_overrides = {"quick": {"backbone_options": {"width": 32, "embed_dim": 32}, "epochs": 3, "optimizer": "adamw",
-                                   "max_train_examples": 2000, "batch_size": 32,
-                                   "lr": 2e-3, "weight_decay": 1e-4}}
+                                   "max_train_examples": 2000, "batch_size": 64,
+                                   "lr": 4e-3, "weight_decay": 1e-4}}
     options = ("vocab_size", "max_length")
     vocab_size = VOCAB_SIZE  # including padding and unknown
     max_length = MAX_LENGTH  # tokens per review after truncation/padding

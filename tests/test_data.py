@@ -10,7 +10,7 @@ import torch
 
 from bench import DynBenchError
 from bench.data import (BatchPipeline, augment_images, augment_pairs, cache_dir, cache_entry, dataset_status,
-                        download, load_splits, prepare)
+                        download, fixed_subset, load_splits, prepare)
 from bench.dataset import Availability, DatasetPlugin, TensorSplit
 
 
@@ -44,6 +44,16 @@ def root(tmp_path, monkeypatch) -> Path:
     folder.mkdir()
     (folder / "source.txt").write_text("20")
     return folder
+
+
+def test_fixed_subset_is_the_same_random_draw_every_time():
+    # sorted by class, as image-folder test trees are: a prefix would hold one class only
+    split = TensorSplit(torch.arange(1000).unsqueeze(1), torch.arange(1000) // 100)
+    first, again = fixed_subset(split, 300), fixed_subset(split, 300)
+    assert len(first) == 300 and torch.equal(first.x, again.x)
+    assert torch.equal(first.x.flatten(), first.x.flatten().unique())  # distinct, in file order
+    assert set(first.y.tolist()) == set(range(10)) and first.y.bincount().min() > 10
+    assert fixed_subset(split, None) is split and fixed_subset(split, 5000) is split
 
 
 def test_cache_is_built_once_then_loaded(root):

@@ -15,7 +15,7 @@ from bench.train import derive_seed, make_spec, run, warmup_cosine
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    spec = make_spec("dense", "digits", profile="smoke", epochs=3, max_val_examples=100)
+    spec = make_spec("dense", "digits", profile="smoke", epochs=3, max_val_examples=100, max_test_examples=200)
     record, reused = run(spec, resolve_data_root(None), results, progress=True)  # the CLI's path: bar and epoch lines
     return spec, record, reused, results
 
@@ -31,7 +31,8 @@ def test_a_smoke_run_learns_and_writes_a_complete_record(smoke_run):
     assert saved["spec"] == spec.to_dict() and saved["spec_hash"] == spec.hash
     assert saved["versions"]["torch"] == torch.__version__.split("+")[0] or saved["versions"]["torch"] == torch.__version__
     assert {"device", "cpu_count", "torch_threads"} <= set(saved["hardware"])
-    assert saved["data"] == {"source": "bundled", "train": 1293, "val": 144, "test": 360, "train_used": 512, "val_used": 100}
+    assert saved["data"] == {"source": "bundled", "train": 1293, "val": 144, "test": 360, "train_used": 512, "val_used": 100,
+                             "test_used": 200}
     assert set(saved["seeds"]) == {"split", "init", "order", "augment", "gates"}
 
 
@@ -98,7 +99,8 @@ def test_an_interrupted_run_leaves_no_record(tmp_path, monkeypatch):
 
 def test_profiles_and_overrides_resolve_into_the_spec():
     spec = make_spec("dense", "digits", profile="quick", epochs=5, lr=0.01)
-    assert (spec.epochs, spec.lr, spec.batch_size, spec.backbone) == (5, 0.01, 64, "resnet8")
+    assert (spec.epochs, spec.lr, spec.batch_size, spec.backbone) == (5, 0.01, 128, "resnet8")
+    assert make_spec("dense", "digits", profile="quick").epochs == 20  # the dataset's override of the profile
     assert make_spec("dense", "digits", seed=1).hash != make_spec("dense", "digits", seed=2).hash
     with pytest.raises(DynBenchError, match="unknown profile 'quik'.*did you mean 'quick'"):
         make_spec("dense", "digits", profile="quik")
