@@ -16,14 +16,15 @@ def write_suite(tmp_path, text: str):
     return str(path)
 
 
-def test_the_quick_suite_covers_every_method_on_every_available_dataset_over_three_seeds(tmp_path):
+@pytest.mark.parametrize("name, seeds", [("quick", (0, 1)), ("standard", (0, 1, 2))])
+def test_shipped_suites_cover_every_method_on_every_available_dataset(tmp_path, name, seeds):
     from bench import registry
 
-    specs, skipped = plan(load_suite("quick"), tmp_path)  # an empty data root: only bundled datasets
+    specs, skipped = plan(load_suite(name), tmp_path)  # an empty data root: only bundled datasets
     runs = {(s.method, s.dataset, s.seed) for s in specs}
-    assert {("dense", "digits", seed) for seed in (0, 1, 2)} <= runs
+    assert {("dense", "digits", seed) for seed in seeds} <= runs and {s.seed for s in specs} == set(seeds)
     assert {s.method for s in specs} == set(registry.available("methods"))
-    assert all(s.profile == "quick" for s in specs)
+    assert all(s.profile == name for s in specs)
 
 
 @pytest.mark.parametrize("text, message", [
