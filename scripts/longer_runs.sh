@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Longer runs beyond `make bench` (issues 5 and 6): every method for 15 epochs on the CIFAR-10 sample and
-# 3 epochs on full MNIST (ResNet-8, `standard` profile: batch 128, SGD lr 0.1), seed 0, plus random gates
+# $MNIST_EPOCHS (default 5) on full MNIST (ResNet-8, `standard` profile: batch 128, SGD lr 0.1), seed 0, plus random gates
 # matched to the per-block rates the trained gates reached. Two lanes of one thread each (2 cores);
 # a lane's random gate runs after the method it matches. Records: results/longer/runs; then
 # `dynbench tables --results results/longer`. Resumes: finished runs are reused. Needs the data root
-# ($DYNBENCH_DATA or --data-root's default) to hold the CIFAR-10 sample and MNIST.
+# ($DYNBENCH_DATA or --data-root's default) to hold the CIFAR-10 sample and MNIST. DATASETS="mnist" runs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -15,7 +15,7 @@ run() {  # run DATASET METHOD[:PRESET] [extra dynbench-run args]; prints the rec
     local dataset=$1 entry=$2; shift 2
     local method=${entry%%:*} preset=default epochs=15
     [[ $entry == *:* ]] && preset=${entry#*:}
-    [[ $dataset == mnist ]] && epochs=3
+    [[ $dataset == mnist ]] && epochs=${MNIST_EPOCHS:-5}
     "$PY" -m bench run --method "$method" --preset "$preset" --dataset "$dataset" --profile standard \
         --epochs "$epochs" --backbone resnet8 --seed 0 --results "$OUT" "$@" 2>&1 \
         | grep --line-buffered -v 'it/s' | tee -a "$OUT/log.txt" | sed -n 's/^ *record: //p'
@@ -29,18 +29,24 @@ matched() {  # matched DATASET METHOD COMPOSITION: a random gate at the per-bloc
 }
 
 mkdir -p "$OUT"
-lane_a() {
+lane_a_cifar10() {
     matched cifar10 convnet_aig aig
     run cifar10 cosinegate >/dev/null; run cifar10 cosinegate:realizable >/dev/null
     run cifar10 dense >/dev/null; run cifar10 static_small >/dev/null
-    matched mnist convnet_aig aig
-    run mnist midl >/dev/null; run mnist batch_shaping >/dev/null
 }
-lane_b() {
+lane_b_cifar10() {
     matched cifar10 skipnet skipnet
     run cifar10 batch_shaping >/dev/null; run cifar10 midl >/dev/null
-    run mnist dense >/dev/null; run mnist cosinegate:realizable >/dev/null
-    run mnist skipnet >/dev/null; run mnist static_small >/dev/null; run mnist cosinegate >/dev/null
 }
-lane_a & lane_b & wait
+lane_a_mnist() {
+    matched mnist convnet_aig aig
+    run mnist midl >/dev/null; run mnist batch_shaping >/dev/null; run mnist static_small >/dev/null
+}
+lane_b_mnist() {
+    matched mnist skipnet skipnet
+    run mnist dense >/dev/null; run mnist cosinegate:realizable >/dev/null; run mnist cosinegate >/dev/null
+}
+for dataset in ${DATASETS:-cifar10 mnist}; do
+    "lane_a_$dataset" & "lane_b_$dataset" & wait
+done
 "$PY" -m bench tables --results "$OUT"
