@@ -1,8 +1,7 @@
 """Leaderboards built from run records alone (pandas): per-dataset and overall Markdown, CSVs, plots, report."""
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -61,19 +60,14 @@ def entry_label(spec: dict) -> str:
     return f"{label} [{options}]" if options else label
 
 
-def config_hash(spec: dict) -> str:
-    """The spec but its seed: runs that differ in anything else are never averaged together."""
-    canonical = json.dumps({k: v for k, v in spec.items() if k != "seed"}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
 def _run_row(record: RunRecord) -> dict:
     spec, metrics = record.spec, record.metrics
     primary = metrics.get("primary_metric", "accuracy")
     latency = metrics.get("latency") or {}
     return {
         **{key: spec[key] for key in ("dataset", "method", "preset", "backbone", "profile", "epochs")},
-        "entry": entry_label(spec), "config": config_hash(spec), "seed": spec["seed"], "spec_hash": record.spec_hash,
+        "entry": entry_label(spec), "seed": spec["seed"], "spec_hash": record.spec_hash,
+        "config": dataclasses.replace(record.run_spec, seed=0).hash,  # the spec but its seed: never averaged across
         "metric": primary, "score": metrics["test"][primary], "val_score": metrics["val"][primary],
         "test_examples": record.data.get("test_used", record.data.get("test")),
         "executed_macs": metrics["executed_macs"]["mean"], "executed_macs_std": metrics["executed_macs"]["std"],
@@ -122,8 +116,8 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
 def notes() -> list[str]:
     return [RANK_RULE, COUNTING_RULE, LATENCY_RULE,
             "Mean ± standard deviation over seeds; 'test n' = test examples scored (the `quick` profile scores a "
-            "fixed random subset, the same for every run; longer profiles score the whole test split); 'stale' = the code (plugins or bench framework) changed since "
-            "the run; rerun the suite to refresh."]
+            "fixed random subset, the same for every run; longer profiles score the whole test split); 'stale' = "
+            "the code (plugins or bench framework) changed since the run; rerun the suite to refresh."]
 
 
 def write_tables(results_dir: Path) -> Path:
