@@ -26,6 +26,13 @@ Training is one loop with the method's own phases (§2.4–2.5):
   the batch mean of R_i (a variance fix, off by default).
 - Eval: g = 1[p > 0.5], deterministic.
 
+SP saturates the gates: CE through the STE pushes p of every useful block toward 1, and REINFORCE moves a
+logit by w_rl·p(1−p)·(reward gap) per step, so HRL after SP keeps every block on ResNet-8 (2 gates) even
+at α = 1. HRL from the first epoch (`hrl_fraction=1`) starts at p ≈ 0.5; on full MNIST it keeps every
+block at α ≤ 0.25, skips conditionally at α = 0.3 and skips almost everything at α ≥ 0.5. The
+`hrl_only_alpha0.3` preset is that conditional point [PROPOSED; not the paper's schedule]. Every record
+keeps the eval distribution of p per gate (`gate_probability`), which shows the saturation.
+
 MACs (§2.7): every gate (projection, its LSTM step and head; or the FF gate) runs for every sample and is
 declared as overhead; the shared LSTM and head are counted once with all their steps (4·h·(i+h) per
 step). Paper-style metric: computation % = (ungated blocks + Σ_i rate_i) / blocks, i.e. (1 + Σ rate)/(N+1).
@@ -163,7 +170,8 @@ class SkipNet(Method):
                "terminal_reward": "ce", "rl_baseline": "none", "hrl_freeze_bn": False}
     presets = {"default": {}, "sp_only": {"hrl_fraction": 0.0},
                **{f"alpha{a:g}": {"alpha": a} for a in (0.01, 0.1, 0.5, 1.0, 2.0)},
-               "ff1": {"gate": "ff1"}, "ff2": {"gate": "ff2"}, "batch_baseline": {"rl_baseline": "batch_mean"}}
+               "ff1": {"gate": "ff1"}, "ff2": {"gate": "ff2"}, "batch_baseline": {"rl_baseline": "batch_mean"},
+               "hrl_only_alpha0.3": {"hrl_fraction": 1.0, "alpha": 0.3}}
 
     def validate(self) -> None:
         c = self.config
@@ -216,7 +224,16 @@ class SkipNet(Method):
         return {"reinforce": c["w_rl"] * loss}
 
     def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
+        """The paper's computation % and, per gate, the eval distribution of p (saturated gates cannot
+        learn to skip in HRL: the REINFORCE step on a logit scales with p(1 − p))."""
         rates = trace.exec_rate_per_unit()
         blocks = len(model.blocks)
+        probability = {}
+        for unit in gated_units(model):
+            p = trace.extra(unit.name, "p").double()
+            low, mid, high = torch.quantile(p, torch.tensor([0.05, 0.5, 0.95], dtype=p.dtype)).tolist()
+            probability[unit.name] = {"mean": float(p.mean()), "p05": low, "p50": mid, "p95": high,
+                                      "undecided": float(((p > 0.05) & (p < 0.95)).double().mean())}
         return {"paper_metric": {"name": "computation % ((ungated blocks + sum of gate rates) / blocks)",
-                                 "value": (blocks - len(rates) + sum(rates.values())) / blocks}}
+                                 "value": (blocks - len(rates) + sum(rates.values())) / blocks},
+                "gate_probability": probability}

@@ -14,7 +14,7 @@ from bench.macs import unit_table
 from bench.method import StepContext
 from bench.wrappers import dense_copy, gated_units
 from tests.methods.common import (built, check_eval_hard_and_deterministic, check_macs_match_pruned,
-                                  check_masked_equals_skip, force_gates, mean_eval_rate, plugin, toy_train)
+                                  check_masked_equals_skip, eval_trace, force_gates, mean_eval_rate, plugin, toy_train)
 from tests.models import small_backbone
 
 FAMILIES = ["resnet_cifar", "resmlp", "textcnn"]
@@ -115,6 +115,25 @@ def test_a_large_skip_reward_lowers_the_execution_rate() -> None:
         method, model = built("skipnet", "resmlp", hrl_fraction=1.0, alpha=alpha, w_rl=1.0)
         rates[alpha] = mean_eval_rate(toy_train(method, model, epochs=3, steps_per_epoch=10, lr=0.02))
     assert rates[20.0] < rates[0.0]
+
+
+@pytest.mark.parametrize("head_bias, undecided", [(0.0, 1.0), (8.0, 0.0)])
+@torch.no_grad()
+def test_records_report_the_eval_distribution_of_gate_probabilities(head_bias: float, undecided: float) -> None:
+    """p = 0.5 everywhere (zero head) is fully undecided; a bias of 8 (p ≈ 0.9997) is saturated."""
+    method, model = built("skipnet", "resmlp")
+    policy = gated_units(model)[0].gate.probability.policy
+    policy.head.weight.zero_()
+    policy.head.bias.fill_(head_bias)
+    x = model.example_input(32, torch.Generator().manual_seed(3))
+    _, trace = eval_trace(model, x)
+    report = method.extra_metrics(model, x[:1], trace)["gate_probability"]
+    assert set(report) == {unit.name for unit in gated_units(model)}
+    expected = torch.sigmoid(torch.tensor(head_bias)).item()
+    for stats in report.values():
+        for key in ("mean", "p05", "p50", "p95"):
+            assert stats[key] == pytest.approx(expected, abs=1e-6)
+        assert stats["undecided"] == undecided
 
 
 @pytest.mark.parametrize("family", FAMILIES)
