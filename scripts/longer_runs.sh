@@ -4,7 +4,8 @@
 # matched to the per-block rates the trained gates reached. Two lanes of one thread each (2 cores);
 # a lane's random gate runs after the method it matches. Records: results/longer/runs; then
 # `dynbench tables --results results/longer`. Resumes: finished runs are reused. Needs the data root
-# ($DYNBENCH_DATA or --data-root's default) to hold the CIFAR-10 sample and MNIST. DATASETS="mnist" runs one.
+# ($DYNBENCH_DATA or --data-root's default) to hold the CIFAR-10 sample and MNIST. DATASETS="mnist" runs one;
+# mnist_deep is ResNet-20 on MNIST (dense and SkipNet, about 18 minutes each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -17,7 +18,7 @@ run() {  # run DATASET METHOD[:PRESET] [extra dynbench-run args]; prints the rec
     [[ $entry == *:* ]] && preset=${entry#*:}
     [[ $dataset == mnist ]] && epochs=${MNIST_EPOCHS:-5}
     "$PY" -m bench run --method "$method" --preset "$preset" --dataset "$dataset" --profile standard \
-        --epochs "$epochs" --backbone resnet8 --seed 0 --results "$OUT" "$@" 2>&1 \
+        --epochs "$epochs" --backbone "${BACKBONE:-resnet8}" --seed 0 --results "$OUT" "$@" 2>&1 \
         | grep --line-buffered -v 'it/s' | tee -a "$OUT/log.txt" | sed -n 's/^ *record: //p'
 }
 
@@ -57,7 +58,9 @@ lane_b_mnist() {
     run mnist dense >/dev/null; run mnist cosinegate:realizable >/dev/null; run mnist cosinegate >/dev/null
     run mnist skipnet:alpha1 >/dev/null  # 10x the skip reward: the default keeps every block on MNIST
 }
-for dataset in ${DATASETS:-cifar10 mnist}; do
+lane_a_mnist_deep() { BACKBONE=resnet20 run mnist dense >/dev/null; }  # SkipNet with 8 gates instead of 2,
+lane_b_mnist_deep() { BACKBONE=resnet20 run mnist skipnet >/dev/null; }  # against its own dense backbone
+for dataset in ${DATASETS:-cifar10 mnist mnist_deep}; do
     "lane_a_$dataset" & "lane_b_$dataset" & wait
 done
 "$PY" -m bench tables --results "$OUT"
