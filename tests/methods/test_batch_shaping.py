@@ -94,8 +94,8 @@ def test_l0_and_batch_shaping_terms_match_a_hand_computation() -> None:
     losses = method.extra_losses(model, step_context(model, x, step=9, total_steps=10))  # λ = 0.3, γ = 0
     probs = [unit.gate.last_prob for unit in gated_units(model)]
     hand_l0 = sum(float(p.detach().sum()) for p in probs) / sum(p.numel() for p in probs)
-    assert float(losses["l0"]) == pytest.approx(0.3 * hand_l0, rel=1e-6)
-    assert float(losses["batch_shaping"]) == 0.0
+    assert float(losses["l0"].detach()) == pytest.approx(0.3 * hand_l0, rel=1e-6)
+    assert float(losses["batch_shaping"].detach()) == 0.0
 
 
 def test_l0_only_ablation_has_no_batch_shaping_term() -> None:
