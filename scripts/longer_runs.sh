@@ -43,6 +43,7 @@ lane_b_cifar10() {
     matched cifar10 skipnet skipnet
     run cifar10 batch_shaping >/dev/null; run cifar10 midl >/dev/null
     matched cifar10 skipnet:hrl_only_alpha0.3 skipnet
+    matched cifar10 skipnet:baseline_alpha0.75 skipnet  # the preset whose gates decide per input on MNIST
 }
 lane_a_mnist() {
     matched mnist convnet_aig aig
@@ -50,12 +51,14 @@ lane_a_mnist() {
     run mnist midl:rho_0.25 >/dev/null  # a second budget: the default saves 19.9 %, just short of issue 5's 20 %
     matched mnist skipnet:hrl_only_alpha0.3 skipnet  # the alpha where SkipNet's gates split the inputs (methods/skipnet.py)
     run mnist skipnet --option hrl_fraction=1.0 --option alpha=0.25 >/dev/null  # the same schedule below it
+    matched mnist skipnet:baseline_alpha1 skipnet  # REINFORCE with the batch-mean baseline, w_rl 1
 }
 lane_b_mnist() {
     matched mnist skipnet skipnet
     run mnist dense >/dev/null; run mnist cosinegate:realizable >/dev/null; run mnist cosinegate >/dev/null
     run mnist skipnet:alpha1 >/dev/null  # 10x the skip reward: the default keeps every block on MNIST
     run mnist skipnet --option hrl_fraction=1.0 --option alpha=0.5 >/dev/null  # hrl_only_alpha0.3's schedule above it
+    matched mnist skipnet:baseline_alpha0.75 skipnet
 }
 lane_a_mnist_deep() { BACKBONE=resnet20 run mnist dense >/dev/null; }  # SkipNet with 8 gates instead of 2,
 lane_b_mnist_deep() { BACKBONE=resnet20 run mnist skipnet >/dev/null; }  # against its own dense backbone

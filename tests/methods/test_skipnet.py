@@ -87,6 +87,19 @@ def test_reinforce_loss_matches_a_hand_computation() -> None:
                                atol=1e-5, rtol=0)
 
 
+def test_the_batch_mean_baseline_turns_the_skip_reward_into_a_per_input_signal() -> None:
+    """Both samples skipped their one gate, paying CE 0.1 and 0.5 against α = 1: returns 0.9 and 0.5.
+    Without a baseline both skips are reinforced; centred, the costlier one is discouraged."""
+    reinforce = plugin("skipnet").reinforce_loss
+    skipped, ce = torch.zeros(2, 1), torch.tensor([0.1, 0.5])
+    directions = {}
+    for baseline in ("none", "batch_mean"):
+        p = torch.full((2, 1), 0.5, requires_grad=True)
+        reinforce(p, skipped, ce, 1.0, baseline=baseline).backward()
+        directions[baseline] = (-p.grad).sign().flatten().tolist()  # a descent step moves p this way
+    assert directions == {"none": [-1.0, -1.0], "batch_mean": [-1.0, 1.0]}
+
+
 def test_the_method_loss_is_w_rl_times_reinforce_on_the_live_gate_values() -> None:
     method, model = built("skipnet", "resmlp", hrl_fraction=1.0, alpha=0.3)
     method.on_epoch_start(model.train(), 0, 1)
