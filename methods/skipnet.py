@@ -35,9 +35,10 @@ and HRL at α = 0.1 or 1 leaves every block on. HRL from the first epoch (`hrl_f
 [PROPOSED; not the paper's schedule]; random gates at its rates do as well.
 Per-input decisions need the batch-mean baseline and w_rl = 1 (with w_rl = 0.01 the gates' step is 1 % of
 the backbone's): presets `baseline_alpha0.75` and `baseline_alpha1` [PROPOSED]. After SP, HRL then learns,
-per input, when a block can go: at α = 0.75 p spans 0.2–1.0 and 0.06–1.0 across inputs (rates 0.91, 0.79;
-99.10 %, 8.7 % saving); from α ≈ 0.9 the last block is skipped for every input (about 32 %, 97.6–98.5 %);
-HRL from the first epoch with the baseline skips every block (an untrained net loses nothing by skipping).
+per input, when a block can go: at α = 0.75 (seed 0) p spans 0.2–1.0 and 0.06–1.0 across inputs (rates
+0.91, 0.79; 99.10 %, 8.7 % saving), but seed 1 keeps every block; from α ≈ 0.9 the last block is skipped
+for every input (about 32 %, 97.6–98.5 %). The FF2 gate keeps every block at α = 1. HRL from the first
+epoch with the baseline skips every block (an untrained net loses nothing by skipping).
 
 MACs (§2.7): every gate (projection, its LSTM step and head; or the FF gate) runs for every sample and is
 declared as overhead; the shared LSTM and head are counted once with all their steps (4·h·(i+h) per
