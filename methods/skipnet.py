@@ -27,7 +27,7 @@ Training is one loop with the method's own phases (§2.4–2.5):
 - Eval: g = 1[p > 0.5], deterministic.
 
 What the RNN gate learns on ResNet-8 (full MNIST, 5 epochs; `gate_probability` in every record holds the
-eval distribution of p per gate): after SP, p ≈ 0.96 with little spread across inputs (p05–p95 0.81–0.99),
+eval distribution of p per gate): after SP, p ≈ 0.96 with little spread across inputs (p05–p95 0.82–0.99),
 and HRL at α = 0.1 or 1 leaves every block on. HRL from the first epoch (`hrl_fraction=1`) keeps p within
 ±0.015 of one value for every input: the policy learns a rate, not a per-input choice. That value is above
 0.5 at α ≤ 0.25 (every block kept) and below it at α ≥ 0.5 (every block skipped); at α = 0.3 it sits on
@@ -36,8 +36,8 @@ and HRL at α = 0.1 or 1 leaves every block on. HRL from the first epoch (`hrl_f
 Per-input decisions need the batch-mean baseline and w_rl = 1 (with w_rl = 0.01 the gates' step is 1 % of
 the backbone's): presets `baseline_alpha0.75` and `baseline_alpha1` [PROPOSED]. After SP, HRL then learns,
 per input, when a block can go: at α = 0.75 (seed 0) p spans 0.2–1.0 and 0.06–1.0 across inputs (rates
-0.91, 0.79; 99.10 %, 8.7 % saving), but seed 1 keeps every block; from α ≈ 0.9 the last block is skipped
-for every input (about 32 %, 97.6–98.5 %). The FF2 gate keeps every block at α = 1. HRL from the first
+0.91, 0.79; 99.10 %, 8.7 % saving), but of seeds 1–3 two keep every block and one skips the last block
+for every input; from α ≈ 0.9 the last block is skipped for every input (about 32 %, 97.6–98.5 %). The FF2 gate keeps every block at α = 1. HRL from the first
 epoch with the baseline skips every block (an untrained net loses nothing by skipping).
 
 MACs (§2.7): every gate (projection, its LSTM step and head; or the FF gate) runs for every sample and is
