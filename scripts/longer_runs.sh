@@ -5,7 +5,7 @@
 # a lane's random gate runs after the method it matches. Records: results/longer/runs; then
 # `dynbench tables --results results/longer`. Resumes: finished runs are reused. Needs the data root
 # ($DYNBENCH_DATA or --data-root's default) to hold the CIFAR-10 sample and MNIST. DATASETS="mnist" runs one;
-# mnist_deep is ResNet-20 on MNIST (dense and SkipNet, about 18 minutes each).
+# mnist_deep is ResNet-20 on MNIST: dense, SkipNet and its controls, about 13 minutes per run on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -22,15 +22,16 @@ run() {  # run DATASET METHOD[:PRESET] [extra dynbench-run args]; prints the rec
         | grep --line-buffered -v 'it/s' | tee -a "$OUT/log.txt" | sed -n 's/^ *record: //p'
 }
 
-matched() {  # matched DATASET METHOD COMPOSITION: a random gate at the per-block rates METHOD reached
-    local record started force=()
+matched() {  # matched DATASET METHOD COMPOSITION [METHOD's run args]: a random gate at the rates METHOD reached
+    local dataset=$1 entry=$2 composition=$3 record started force=()
+    shift 3
     started=$(mktemp)
-    record=$(run "$1" "$2")
-    [[ -n $record ]] || { echo "longer_runs: $2 on $1 failed; see $OUT/log.txt" >&2; return 1; }
+    record=$(run "$dataset" "$entry" "$@")
+    [[ -n $record ]] || { echo "longer_runs: $entry on $dataset failed; see $OUT/log.txt" >&2; return 1; }
     # A retrained method has new rates under the same record path: the control must not reuse its record.
     [[ $record -nt $started ]] && force=(--force)
     rm -f "$started"
-    run "$1" random_gate --option "match_record=$record" --option "composition=$3" "${force[@]}" >/dev/null
+    run "$dataset" random_gate --option "match_record=$record" --option "composition=$composition" "${force[@]}" >/dev/null
 }
 
 mkdir -p "$OUT"
@@ -60,8 +61,17 @@ lane_b_mnist() {
     run mnist skipnet --option hrl_fraction=1.0 --option alpha=0.5 >/dev/null  # hrl_only_alpha0.3's schedule above it
     matched mnist skipnet:baseline_alpha0.75 skipnet
 }
-lane_a_mnist_deep() { BACKBONE=resnet20 run mnist dense >/dev/null; }  # SkipNet with 8 gates instead of 2,
-lane_b_mnist_deep() { BACKBONE=resnet20 run mnist skipnet >/dev/null; }  # against its own dense backbone
+# SkipNet with 8 gates instead of 2, against its own dense backbone, random gates at its rates and a static
+# ResNet at its MACs (baseline_alpha0.75 executes 46 % of the dense MACs here).
+lane_a_mnist_deep() {
+    BACKBONE=resnet20 run mnist dense >/dev/null
+    BACKBONE=resnet20 matched mnist skipnet:baseline_alpha0.75 skipnet
+    BACKBONE=resnet20 run mnist static_small --option mac_budget=0.46 >/dev/null
+}
+lane_b_mnist_deep() {
+    BACKBONE=resnet20 run mnist skipnet >/dev/null
+    BACKBONE=resnet20 matched mnist skipnet skipnet --option rl_baseline=batch_mean --option w_rl=1.0 --option alpha=0.5
+}
 for dataset in ${DATASETS:-cifar10 mnist mnist_deep}; do
     "lane_a_$dataset" & "lane_b_$dataset" & wait
 done
