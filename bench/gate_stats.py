@@ -60,3 +60,28 @@ def channel_report(trace: GateTrace, iou: bool = False) -> dict[str, object]:
         report["mask_iou_per_unit"] = per_unit
         report["mask_iou_mean"] = sum(per_unit.values()) / len(per_unit)
     return report
+
+
+def input_dependence(trace: GateTrace) -> dict[str, object]:
+    """Does computation depend on the input? From an eval trace (the validation split's, so that presets
+    may be chosen on it): per gate, the share of inputs for which it is on; over all gates of all units
+    (a block gate counts as one gate) the shares of always-on / conditional / always-off gates; per input
+    the number of executed gates (its spread over inputs); and `static`: every gate decides the same for
+    every input (a pruned network, not conditional computation). A trace with no gated unit is static."""
+    units = trace.units()
+    if not units:
+        return {"gates": 0, "gate_share_always_on": 0.0, "gate_share_conditional": 0.0, "gate_share_always_off": 0.0,
+                "static": True, "executed_gates": {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0},
+                "on_share_per_gate": {}}
+    rates = {unit: per_gate_rates(trace, unit) for unit in units}
+    pooled = torch.cat(list(rates.values()))
+    per_input = sum(trace.stacked(unit).reshape(len(trace.stacked(unit)), -1).sum(1) for unit in units).double()
+    shares = gate_categories(pooled)
+    return {
+        "gates": len(pooled),
+        **{f"gate_share_{k}": v for k, v in shares.items()},
+        "static": bool(((pooled == 0) | (pooled == 1)).all()),  # strict: not one input differs from the rest
+        "executed_gates": {"mean": float(per_input.mean()), "std": float(per_input.std(unbiased=False)),
+                           "min": float(per_input.min()), "max": float(per_input.max())},
+        "on_share_per_gate": {unit: [round(float(r), 6) for r in rate] for unit, rate in rates.items()},
+    }

@@ -1,16 +1,23 @@
-"""Figures for the leaderboards (matplotlib, headless): accuracy-MACs Pareto plots and execution-rate heat maps."""
+"""Figures for the boards (matplotlib, headless): the accuracy–MACs plane with t-interval error bars and the
+front, and the execution-rate heat map. Every row is labelled by what it is, one marker shape per method and
+one colour per row; legends sit outside the data and figures are sized to their content."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-REFERENCE_METHODS = ("dense", "static_small")  # drawn as reference lines, not only as points
+if TYPE_CHECKING:
+    from bench.boards import Board
+
+REFERENCE_MARKERS = {"dense": "*", "static_small": "s", "random_gate": "X"}  # controls keep their shape everywhere
+METHOD_MARKERS = ("o", "^", "D", "v", "P", "h", "<", ">", "p", "d", "H", "8")
+LABEL_INCHES_PER_CHAR = 0.062  # 7-pt legend text, measured on the rendered figures
 
 
 def pareto_front(macs: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -24,59 +31,95 @@ def pareto_front(macs: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
-def pareto_plot(board: pd.DataFrame, path: Path) -> Path:
-    """Test score vs mean executed MACs, one point per method preset with seed-spread error bars; the dense
-    and static-small baselines as reference lines; the Pareto front dashed."""
-    metric = board["metric"].iloc[0]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    macs, score = board["executed_macs_mean"].to_numpy() / 1e6, 100 * board["score_mean"].to_numpy()
-    for i, row in enumerate(board.itertuples()):
-        ax.errorbar(macs[i], score[i], xerr=row.executed_macs_std / 1e6, yerr=100 * row.score_std, fmt="o",
-                    capsize=3, label=row.entry)
-    for method, style in zip(REFERENCE_METHODS, ("-", ":")):
-        for row in board[board["method"] == method].itertuples():
-            ax.axhline(100 * row.score_mean, color="grey", linestyle=style, linewidth=1)
-            ax.annotate(row.entry, (ax.get_xlim()[0], 100 * row.score_mean), fontsize=7, color="grey",
-                        xytext=(2, 2), textcoords="offset points")
-    if len(board) > 1:
+def row_colours(count: int) -> list:
+    """`count` distinct colours (no colour repeats up to 40 rows)."""
+    if count <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(count)]
+    # dark tones of the 10 tab20 hues first, then their light tones, then tab20b: neighbours differ in hue
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    palette = [plt.get_cmap("tab20")(i) for i in order] + [plt.get_cmap("tab20b")(i) for i in range(20)]
+    return [palette[i % len(palette)] for i in range(count)]
+
+
+def method_markers(methods: list[str]) -> dict[str, str]:
+    others = sorted({m for m in methods if m not in REFERENCE_MARKERS})
+    return {**{m: METHOD_MARKERS[i % len(METHOD_MARKERS)] for i, m in enumerate(others)}, **REFERENCE_MARKERS}
+
+
+def _errors(intervals: list, scale: float) -> np.ndarray:
+    return np.array([scale * i.half_width if i.has_spread else 0.0 for i in intervals])
+
+
+def pareto_plot(board: "Board", path: Path, select_on: str | None = None) -> Path:
+    """Mean score vs mean executed MACs, one point per row with 95 % t-interval bars on both axes (where
+    seeds vary), the front dashed, dense as a reference line. A sweep (`select_on="val"`) plots validation."""
+    rows = board.rows
+    use_val = select_on == "val"
+    intervals = list(rows["val"] if use_val else rows["score"])
+    macs = rows["executed_macs_mean"].to_numpy() / 1e6
+    score = 100 * np.array([i.mean for i in intervals])
+    labels = [f"#{r} {e}" for r, e in zip(rows["rank"], rows["entry"])]
+    markers = method_markers(list(rows["method"]))
+    colours = row_colours(len(rows))
+    width = 5.5 + LABEL_INCHES_PER_CHAR * max(len(label) for label in labels)
+    fig, ax = plt.subplots(figsize=(width, max(4.0, 0.21 * len(rows) + 1.2)), dpi=110)
+    xerr, yerr = _errors(list(rows["macs"]), 1e-6), _errors(intervals, 100)
+    for i, row in enumerate(rows.itertuples()):
+        ax.errorbar(macs[i], score[i], xerr=xerr[i] or None, yerr=yerr[i] or None, fmt=markers[row.method],
+                    color=colours[i], markersize=9 if row.method == "dense" else 6, capsize=3, label=labels[i],
+                    linestyle="none")
+    for row in rows[rows["method"] == "dense"].itertuples():
+        ax.axhline(100 * (row.val_score_mean if use_val else row.score_mean), color="grey", linestyle=":", linewidth=1)
+    if len(rows) > 1:
         front = pareto_front(macs, score)
-        ax.plot(macs[front], score[front], "k--", linewidth=0.8, alpha=0.6, label="Pareto front")
-    ax.set_xlabel("executed MACs per sample (millions, mean over the test set)")
-    ax.set_ylabel(f"test {metric} (%)")
-    ax.set_title(f"{board['dataset'].iloc[0]}: {metric} vs executed MACs (mean ± std over seeds)")
+        ax.plot(macs[front], score[front], "k--", linewidth=0.8, alpha=0.5, label="front (means)")
+    metric = rows["metric"].iloc[0]
+    ax.set_xlabel("executed MACs per input (millions, mean over the test inputs)")
+    ax.set_ylabel(f"{'validation' if use_val else 'test'} {metric} (%)")
+    spread = "95 % t-interval over seeds" if (rows["seeds"] > 1).any() else "single seeds: no interval"
+    ax.set_title(f"{board.title}\n{metric} vs executed MACs ({spread})", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def exec_rate_heatmap(runs: pd.DataFrame, path: Path) -> Path | None:
-    """Per-unit execution rate (mean over seeds) of each gated method preset; None when nothing is gated."""
-    rows: dict[str, dict[str, list[float]]] = {}
-    for run in runs.itertuples():
-        if run.exec_rate_per_unit:
-            label = run.entry
-            for unit, rate in run.exec_rate_per_unit.items():
-                rows.setdefault(label, {}).setdefault(unit, []).append(rate)
-    if not rows:
+def exec_rate_heatmap(board: "Board", path: Path) -> Path | None:
+    """Per-unit execution rate on the validation inputs (mean over seeds) of each gated row; None when no
+    row is gated. Cells carry their value when there are few units."""
+    per_row: dict[str, dict[str, list[float]]] = {}
+    labels = dict(zip(board.rows["config"], (f"#{r} {e}" for r, e in zip(board.rows["rank"], board.rows["entry"]))))
+    ranks = dict(zip(board.rows["config"], board.rows["rank"]))
+    for run in board.runs.itertuples():
+        for unit, rate in (run.exec_rate_per_unit or {}).items():
+            per_row.setdefault(run.config, {}).setdefault(unit, []).append(float(rate))
+    if not per_row:
         return None
-    units = sorted({unit for per_unit in rows.values() for unit in per_unit}, key=_natural_key)
-    labels = sorted(rows)
-    grid = np.array([[np.mean(rows[label].get(unit, [np.nan])) for unit in units] for label in labels])
-    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(units) + 3), 0.45 * len(labels) + 1.8), dpi=110)
-    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(units)), [u.replace("blocks.", "") for u in units], fontsize=7, rotation=90)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    units = sorted({unit for rates in per_row.values() for unit in rates}, key=_natural_key)
+    configs = sorted(per_row, key=lambda c: ranks[c])
+    grid = np.array([[np.mean(per_row[c].get(unit, [np.nan])) for unit in units] for c in configs])
+    label_width = LABEL_INCHES_PER_CHAR * 1.15 * max(len(labels[c]) for c in configs)
+    cell = 0.55 if len(units) <= 16 else 0.3
+    fig, ax = plt.subplots(figsize=(label_width + max(3.0, cell * len(units)) + 1.2, 0.32 * len(configs) + 1.6), dpi=110)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#dddddd")  # a unit this row does not gate
+    image = ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=1, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(units)), [u.replace("blocks.", "") for u in units], fontsize=8)
+    ax.set_yticks(range(len(configs)), [labels[c] for c in configs], fontsize=8)
+    if len(units) <= 16:
+        for (i, j), value in np.ndenumerate(grid):
+            text = "not gated" if np.isnan(value) else f"{value:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="black" if np.isnan(value) or value > 0.6 else "white")
     ax.set_xlabel("gated unit (block index)")
-    ax.set_title(f"{runs['dataset'].iloc[0]}: execution rate per unit on the test set")
-    fig.colorbar(image, ax=ax, label="fraction executed")
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.set_title(f"{board.title}\nexecution rate per unit, validation inputs", fontsize=9)
+    fig.colorbar(image, ax=ax, label="fraction executed", fraction=0.05, pad=0.02)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in name.replace(".", " ").split()]
+

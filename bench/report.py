@@ -6,14 +6,18 @@ import html
 from datetime import datetime, timezone
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
-from bench.tables import display_frame
+if TYPE_CHECKING:
+    from bench.boards import Board
+    from bench.eval_latency import EvalLatency
 
 # numeric sort key of each displayed column (the board column holding the raw value)
-SORT_KEYS = {"rank": "rank", "epochs": "epochs", "seeds": "seeds", "executed MACs (M)": "executed_macs_mean",
-             "MAC saving (%)": "mac_saving_mean", "latency saving (%)": "latency_saving_mean", "params (k)": "params",
-             "train time (s)": "train_seconds_mean"}
+SORT_KEYS = {"rank": "rank", "n": "seeds", "executed MACs (M)": "executed_macs_mean",
+             "MAC saving vs dense (%)": "mac_saving", "latency saving, training machine (%)": "latency_saving_mean",
+             "params (k)": "params", "train time (s)": "train_seconds_mean"}
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
@@ -49,16 +53,22 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def _table(board: pd.DataFrame) -> str:
-    shown = display_frame(board)
+def _table(board: "Board", select_on: str | None, evals: "list[EvalLatency]") -> str:
+    from bench.tables import display_frame  # tables imports this module's caller, not the other way round
+
+    shown = display_frame(board, select_on, evals)
+    raw = board.rows
     score_column = next(c for c in shown.columns if c.startswith("test "))
-    sort_source = {**SORT_KEYS, score_column: "score_mean"}
+    val_column = next(c for c in shown.columns if c.startswith("val "))
+    sort_source = {**SORT_KEYS, val_column: "val_score_mean"}
+    if select_on != "val":
+        sort_source[score_column] = "score_mean"
     head = "".join(f'<th class="{"text" if c not in sort_source else "num"}">{html.escape(c)}</th>' for c in shown.columns)
     rows = []
-    for (_, raw), (_, row) in zip(board.iterrows(), shown.iterrows()):
+    for (_, raw_row), (_, row) in zip(raw.iterrows(), shown.iterrows()):
         cells = []
         for column in shown.columns:
-            key = raw[sort_source[column]] if column in sort_source else row[column]
+            key = raw_row[sort_source[column]] if column in sort_source else row[column]
             key = "" if pd.isna(key) else key
             css = "num" if column in sort_source else "text"
             cells.append(f'<td class="{css}" data-sort="{html.escape(str(key))}">{html.escape(str(row[column]))}</td>')
@@ -71,13 +81,21 @@ def _image(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def write_report(path: Path, board: pd.DataFrame, figures: dict[str, dict[str, Path]], notes: list[str]) -> Path:
-    """Write `report.html`: per dataset a sortable leaderboard, its Pareto plot and execution-rate heat map."""
-    sections = []
-    for dataset, dataset_board in board.groupby("dataset", sort=True):
-        images = "".join(_image(figure, f"{dataset} {name}") for name, figure in figures.get(dataset, {}).items())
-        sections.append(f'<section id="{html.escape(dataset)}"><h2>{html.escape(dataset)}</h2>{_table(dataset_board)}{images}</section>')
-    contents = "".join(f'<li><a href="#{html.escape(d)}">{html.escape(d)}</a></li>' for d in sorted(board["dataset"].unique()))
+def write_report(path: Path, boards: "list[Board]", figures: dict[str, dict[str, Path]], notes: list[str],
+                 select_on: str | None = None, evals: "list[EvalLatency] | None" = None) -> Path:
+    """Write `report.html`: per board (setting) a sortable table, its best row, Pareto plot and heat map."""
+    from bench.tables import best_line
+
+    sections, contents = [], []
+    for board in boards:
+        anchor = html.escape(board.folder.replace("/", "-"))
+        images = "".join(_image(figure, f"{board.title} {name}") for name, figure in figures.get(board.folder, {}).items())
+        kind = "" if board.kind == "result" else f" <small>({html.escape(board.kind)}, not a result)</small>"
+        best = html.escape(best_line(board).replace("**", ""))
+        sections.append(f'<section id="{anchor}"><h2>{html.escape(board.title)}{kind}</h2><p>{best}</p>'
+                        f'{_table(board, select_on, evals or [])}{images}</section>')
+        contents.append(f'<li><a href="#{anchor}">{html.escape(board.title)}</a>{kind}</li>')
+    contents = "".join(contents)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     notes_html = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
     path.write_text(f"""<!DOCTYPE html>

@@ -1,0 +1,363 @@
+"""From run records to boards: one row per run (numbers checked), runs grouped into settings (same dataset,
+backbone, profile, schedule and test examples), one aggregated row per configuration with t-intervals over
+seeds, its place on the accuracy–MACs front, its input dependence, and paired comparisons with the
+controls matched to it. Pure data (pandas); `bench.tables` writes the files."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import DynBenchError, registry
+from bench.gate_stats import ALWAYS_OFF, ALWAYS_ON
+from bench.records import RunRecord, code_hash, load_record
+from bench.stats import dominators, paired_comparison, strongest_dominator, t_interval
+from bench.train import plugin_file
+
+PROFILE_ORDER = {"paper": 0, "standard": 1, "quick": 8, "smoke": 9}  # longest first; unknown profiles in between
+SMOKE_CHECK_PROFILES = ("quick",)  # published, but labelled as a smoke check of the code, not a result
+CODE_TEST_PROFILES = ("smoke",)  # tests of the code: their own folder, never beside results
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+SETTING_KEYS = ["dataset", "backbone", "backbone_options", "profile", "epochs", "test_examples", "train_examples",
+                "optimizer", "lr", "batch_size", "weight_decay"]
+CONTROL_METHODS = {"random_gate": "random gates", "static_small": "static net"}
+BUDGET_DIGITS = 2  # scripts/longer_runs.sh writes a matched static net's mac_budget to 2 decimals
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def safe_name(value: object, what: str) -> str:
+    """A name used as a folder: letters, digits, `_ . + -`, no leading dot, no separators (issue 20)."""
+    text = str(value)
+    if not SAFE_NAME.fullmatch(text) or ".." in text:
+        raise ValueError(f"{what} {text!r} is not a safe folder name")
+    return text
+
+
+def load_records(results_dir: Path) -> list[RunRecord]:
+    """Every readable record under `<results>/runs/`; corrupt ones are reported on stderr and skipped."""
+    records = []
+    for path in sorted((results_dir / "runs").glob("*.json")):
+        try:
+            records.append(load_record(path))
+        except DynBenchError as exc:
+            warn(str(exc))
+    return records
+
+
+def is_stale(record: RunRecord) -> bool:
+    """True when the code that produced the record (plugins or framework) has changed, or a plugin is gone."""
+    try:
+        method, dataset = registry.get_method(record.spec["method"]), registry.get_dataset(record.spec["dataset"])
+        return code_hash(plugin_file(method), plugin_file(dataset)) != record.code_hash
+    except DynBenchError:
+        return True
+
+
+def matched_hash(spec: dict) -> str | None:
+    """The spec hash of the run a control names in `match_record` (a record path or a bare hash)."""
+    reference = spec.get("method_options", {}).get("match_record")
+    return None if reference is None else Path(str(reference)).stem
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} is {value!r}, not a number")
+    return float(value)
+
+
+def _config_hash(spec: dict, by_hash: dict[str, RunRecord]) -> str:
+    """The spec but its seed; a matched control's `match_record` becomes the matched run's configuration, so
+    controls matched to each seed of one configuration are one row with several seeds."""
+    spec = {**spec, "seed": 0, "method_options": dict(spec.get("method_options", {}))}
+    target = matched_hash(spec)
+    if target is not None:
+        spec["method_options"]["match_record"] = (_config_hash(by_hash[target].spec, by_hash)
+                                                  if target in by_hash else f"missing:{target}")
+    canonical = json.dumps(spec, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def entry_label(spec: dict, by_hash: dict[str, RunRecord] | None = None) -> str:
+    """What the row is: `method[:preset]` plus its options beyond the preset; a control matched to a run is
+    named by that run's label ("random gates @ skipnet:baseline_alpha0.75 rates"), not by its hash."""
+    by_hash = by_hash or {}
+    label = spec["method"] + ("" if spec["preset"] == "default" else f":{spec['preset']}")
+    options = dict(spec.get("method_options", {}))
+    target = matched_hash(spec)
+    if target is not None:
+        del options["match_record"]
+        matched = entry_label(by_hash[target].spec, by_hash) if target in by_hash else f"record {target} (not found)"
+        kind = CONTROL_METHODS.get(spec["method"], spec["method"])
+        what = "MACs" if spec["method"] == "static_small" else "rates"
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+        return f"{kind} @ {matched} {what}" + (f" [{extra}]" if extra else "")
+    shown = ", ".join(f"{key}={Path(value).stem if isinstance(value, str) and '/' in value else value}"
+                      for key, value in sorted(options.items()))
+    return f"{label} [{shown}]" if shown else label
+
+
+def _gate_shares(metrics: dict) -> tuple[float, float, float, bool] | None:
+    """(always-on, conditional, always-off shares, strictly static) of a run's gates, from the best field
+    the record has: `input_dependence` (every gate, validation trace) > `gate_share_*` (channel/neuron
+    methods) > `exec_rate_per_unit` (one rate per gated unit: exact for block gates). None: no gates."""
+    dependence = metrics.get("input_dependence")
+    if isinstance(dependence, dict) and dependence.get("gates"):
+        shares = [_number(dependence[f"gate_share_{k}"], f"input_dependence.gate_share_{k}")
+                  for k in ("always_on", "conditional", "always_off")]
+        return (*shares, bool(dependence["static"]))
+    if "gate_share_conditional" in metrics:
+        shares = [_number(metrics[f"gate_share_{k}"], f"gate_share_{k}") for k in ("always_on", "conditional", "always_off")]
+        return (*shares, shares[1] == 0 and _number(metrics["executed_macs"]["std"], "executed_macs.std") == 0)
+    rates = [_number(rate, "exec_rate_per_unit") for rate in (metrics.get("exec_rate_per_unit") or {}).values()]
+    if not rates:
+        return None
+    on, off = sum(r > ALWAYS_ON for r in rates) / len(rates), sum(r < ALWAYS_OFF for r in rates) / len(rates)
+    return on, 1 - on - off, off, all(r in (0.0, 1.0) for r in rates)
+
+
+def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
+    """One run as a flat row; raises KeyError/TypeError/ValueError on a malformed record."""
+    spec, metrics = record.spec, record.metrics
+    primary = metrics.get("primary_metric", "accuracy")
+    latency = metrics.get("latency") or {}
+    macs = metrics["executed_macs"]
+    shares = _gate_shares(metrics)
+    test_n = record.data.get("test_used", record.data.get("test"))
+    return {
+        **{key: spec[key] for key in ("dataset", "method", "preset", "backbone", "profile", "epochs")},
+        "dataset": safe_name(spec["dataset"], "dataset"), "backbone": safe_name(spec["backbone"], "backbone"),
+        "profile": safe_name(spec["profile"], "profile"),
+        "backbone_options": json.dumps(spec.get("backbone_options", {}), sort_keys=True),
+        "optimizer": spec.get("optimizer"), "lr": spec.get("lr"), "batch_size": spec.get("batch_size"),
+        "weight_decay": spec.get("weight_decay"),
+        "test_examples": None if test_n is None else int(_number(test_n, "data.test_used")),
+        "train_examples": record.data.get("train_used", record.data.get("train")),
+        "entry": entry_label(spec, by_hash), "seed": int(spec["seed"]), "spec_hash": record.spec_hash,
+        "code_hash": record.code_hash, "config": _config_hash(spec, by_hash), "matches": matched_hash(spec),
+        "mac_budget": spec.get("method_options", {}).get("mac_budget") if spec["method"] == "static_small" else None,
+        "metric": primary, "score": _number(metrics["test"][primary], f"test.{primary}"),
+        "val_score": _number(metrics["val"][primary], f"val.{primary}"),
+        "executed_macs": _number(macs["mean"], "executed_macs.mean"),
+        "executed_macs_std": _number(macs["std"], "executed_macs.std"),
+        "executed_macs_p50": _number(macs.get("p50", macs["mean"]), "executed_macs.p50"),
+        "executed_macs_p95": _number(macs.get("p95", macs["mean"]), "executed_macs.p95"),
+        "dense_macs": _number(metrics["dense_macs"], "dense_macs"),
+        "latency_saving": _number(latency.get("saving", math.nan) if latency.get("saving") is not None else math.nan,
+                                  "latency.saving"),
+        "params": _number(metrics["params"], "params"), "train_seconds": _number(record.train_seconds, "train_seconds"),
+        "stale": is_stale(record), "device": record.hardware.get("device", "?"),
+        "gated": shares is not None,
+        "share_on": shares[0] if shares else math.nan, "share_conditional": shares[1] if shares else math.nan,
+        "share_off": shares[2] if shares else math.nan, "static": shares[3] if shares else True,
+        "exec_rate_per_unit": dict(metrics.get("val_exec_rate_per_unit") or metrics.get("exec_rate_per_unit") or {}),
+    }
+
+
+def runs_frame(records: list[RunRecord], context: list[RunRecord] | None = None) -> pd.DataFrame:
+    """One row per run. `context` adds records (other folders) that matched controls may name. A record with
+    a missing field, a string where a number belongs or an unsafe name is skipped with a warning naming it."""
+    by_hash = {r.spec_hash: r for r in (context or [])} | {r.spec_hash: r for r in records}
+    rows = []
+    for record in records:
+        try:
+            rows.append(run_row(record, by_hash))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            warn(f"malformed run record {record.spec_hash}: missing or wrong field {exc}; ignored")
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Board:
+    """One setting's runs and its aggregated rows (ranked), paired control comparisons and where it goes."""
+
+    setting: dict[str, Any]
+    runs: pd.DataFrame
+    rows: pd.DataFrame
+    comparisons: pd.DataFrame
+    folder: str  # relative to the results folder
+    has_dense: bool
+
+    @property
+    def kind(self) -> str:
+        profile = self.setting["profile"]
+        return "code test" if profile in CODE_TEST_PROFILES else "smoke check" if profile in SMOKE_CHECK_PROFILES else "result"
+
+    @property
+    def title(self) -> str:
+        s = self.setting
+        test_n = "?" if s["test_examples"] is None or pd.isna(s["test_examples"]) else f"{int(s['test_examples']):,}"
+        return f"{s['dataset']} · {s['backbone']} · {s['profile']} profile · {s['epochs']} epochs · test n {test_n}"
+
+    @property
+    def best(self) -> pd.Series | None:
+        """The row with the best mean validation score among those at or below dense MACs (never one that
+        costs more than dense); ties: fewer MACs. Chosen on validation, reported on test."""
+        affordable = self.rows[self.rows["executed_macs_mean"] <= self.rows["dense_macs_board"] * (1 + 1e-9)]
+        if affordable.empty:
+            return None
+        return affordable.sort_values(["val_score_mean", "executed_macs_mean"], ascending=[False, True]).iloc[0]
+
+
+def profile_order(profile: str) -> int:
+    return PROFILE_ORDER.get(profile, 5)
+
+
+def build_boards(runs: pd.DataFrame) -> list[Board]:
+    """One board per setting, longest profile first within each dataset."""
+    boards = []
+    settings = runs.fillna({"test_examples": -1, "train_examples": -1}).groupby(SETTING_KEYS, sort=False, dropna=False)
+    for key, index in settings.groups.items():
+        setting = dict(zip(SETTING_KEYS, key))
+        for column in ("test_examples", "train_examples"):
+            setting[column] = None if setting[column] == -1 else setting[column]
+        setting_runs = runs.loc[index]
+        rows, has_dense = aggregate(setting_runs)
+        comparisons = compare_with_controls(setting_runs, rows)
+        _name_static_controls(rows, comparisons)
+        boards.append(Board(setting, setting_runs, rows, comparisons, "", has_dense))
+    boards.sort(key=lambda b: (b.setting["dataset"], profile_order(b.setting["profile"]), -int(b.setting["epochs"]),
+                               b.setting["backbone"], -(b.setting["test_examples"] or 0)))
+    _assign_folders(boards)
+    return boards
+
+
+def _assign_folders(boards: list[Board]) -> None:
+    """`<dataset>/<backbone>_<profile>_<epochs>ep`, under `quick/` or `smoke/` for those profiles; a short
+    hash of the setting is appended when two settings would share a folder."""
+    taken: dict[str, int] = {}
+    for board in boards:
+        s = board.setting
+        base = f"{s['dataset']}/{s['backbone']}_{s['profile']}_{s['epochs']}ep"
+        if s["profile"] in SMOKE_CHECK_PROFILES + CODE_TEST_PROFILES:
+            base = f"{s['profile']}/{base}"
+        taken[base] = taken.get(base, 0) + 1
+        board.folder = base
+    for board in boards:
+        if taken[board.folder] > 1:
+            digest = hashlib.sha256(json.dumps(board.setting, sort_keys=True, default=str).encode()).hexdigest()[:6]
+            board.folder = f"{board.folder}_{digest}"
+
+
+def _dense_macs(runs: pd.DataFrame) -> tuple[float, bool]:
+    dense = runs[(runs["method"] == "dense") & (runs["preset"] == "default")]
+    if len(dense):
+        return float(dense["executed_macs"].mean()), True
+    return float(runs["dense_macs"].max()), False  # the backbone's counted dense MACs, from the records
+
+
+def aggregate(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """One row per configuration: t-intervals over seeds, savings against this board's dense row, front,
+    input dependence. Ranked by mean validation score (ties: fewer MACs)."""
+    dense_macs, has_dense = _dense_macs(runs)
+    rows = []
+    for config, group in runs.groupby("config", sort=False):
+        first = group.iloc[0]
+        score, val, macs = (t_interval(group[c].tolist()) for c in ("score", "val_score", "executed_macs"))
+        gated = group[group["gated"]]
+        rows.append({
+            "config": config, "entry": first["entry"], "method": first["method"], "preset": first["preset"],
+            "metric": first["metric"], "seeds": len(group), "seed_list": sorted(group["seed"].tolist()),
+            "score": score, "val": val, "macs": macs,
+            "score_mean": score.mean, "score_ci_low": score.low, "score_ci_high": score.high,
+            "val_score_mean": val.mean, "val_score_ci_low": val.low, "val_score_ci_high": val.high,
+            "executed_macs_mean": macs.mean, "executed_macs_ci_low": macs.low, "executed_macs_ci_high": macs.high,
+            "dense_macs_board": dense_macs, "mac_saving": 1 - macs.mean / dense_macs,
+            "latency_saving_mean": group["latency_saving"].mean(),
+            "params": first["params"], "train_seconds_mean": group["train_seconds"].mean(),
+            "stale": bool(group["stale"].any()),
+            "gated": bool(first["gated"]), "static_runs": int(gated["static"].sum()), "gated_runs": len(gated),
+            "share_on": gated["share_on"].mean(), "share_conditional": gated["share_conditional"].mean(),
+            "share_off": gated["share_off"].mean(), "per_input_macs_std": group["executed_macs_std"].mean(),
+            "spec_hashes": group["spec_hash"].tolist(),
+        })
+    rows_frame = pd.DataFrame(rows).sort_values(["val_score_mean", "executed_macs_mean"], ascending=[False, True])
+    rows_frame = rows_frame.reset_index(drop=True)
+    rows_frame.insert(0, "rank", range(1, len(rows_frame) + 1))
+    macs_means = rows_frame["executed_macs_mean"].tolist()
+    for column, score_column in (("dominated_by", "score_mean"), ("dominated_by_val", "val_score_mean")):
+        scores = rows_frame[score_column].tolist()
+        rows_frame[column] = [None if (j := strongest_dominator(d, scores, macs_means)) is None else int(rows_frame["rank"][j])
+                              for d in dominators(macs_means, scores)]
+    rows_frame["on_front"] = rows_frame["dominated_by"].isna()
+    return rows_frame, has_dense
+
+
+def _matched_static_runs(runs: pd.DataFrame, control: pd.Series) -> list[tuple[int, pd.Series]]:
+    """Gated runs of this setting a static net without `match_record` was sized for: its `mac_budget` equals
+    their executed fraction of dense to 2 decimals (how scripts/longer_runs.sh sets it)."""
+    gated = runs[runs["gated"] & (runs["method"] != "random_gate")]
+    fractions = (gated["executed_macs"] / gated["dense_macs"]).round(BUDGET_DIGITS)
+    return [(int(run.seed), run) for (_, run), fraction in zip(gated.iterrows(), fractions)
+            if not pd.isna(control["mac_budget"]) and abs(fraction - float(control["mac_budget"])) < 1e-9]
+
+
+def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Each gated row against each control matched to it (random gates at its rates, a static net at its
+    MACs), paired run by run (the control matched to the gated run of seed s, or of the same seed)."""
+    config_of = dict(zip(runs["spec_hash"], runs["config"]))
+    row_of = {row.config: row for row in rows.itertuples()}
+    pairs: dict[tuple[str, str], tuple[dict[int, float], dict[int, float]]] = {}
+    for _, control in runs[runs["method"].isin(CONTROL_METHODS)].iterrows():
+        if isinstance(control["matches"], str):
+            if control["matches"] not in config_of:
+                continue  # matched run is on another board (or missing): nothing to pair with here
+            gated_run = runs[runs["spec_hash"] == control["matches"]].iloc[0]
+            matched = [(int(gated_run["seed"]), gated_run)]
+        elif control["method"] == "static_small":
+            matched = [(seed, run) for seed, run in _matched_static_runs(runs, control) if seed == control["seed"]]
+        else:
+            continue
+        for seed, gated_run in matched:
+            gated_scores, control_scores = pairs.setdefault((gated_run["config"], control["config"]), ({}, {}))
+            gated_scores[seed], control_scores[seed] = gated_run["score"], control["score"]
+    comparisons = []
+    for (gated_config, control_config), (gated_scores, control_scores) in pairs.items():
+        result = paired_comparison(gated_scores, control_scores)
+        gated_row, control_row = row_of[gated_config], row_of[control_config]
+        comparisons.append({"gated_rank": gated_row.rank, "gated": gated_row.entry, "control_rank": control_row.rank,
+                            "control": control_row.entry, "pairs": result.difference.n, "seeds": list(result.seeds),
+                            "difference": result.difference, "difference_mean": result.difference.mean,
+                            "difference_ci_low": result.difference.low, "difference_ci_high": result.difference.high,
+                            "verdict": result.verdict})
+    frame = pd.DataFrame(comparisons, columns=["gated_rank", "gated", "control_rank", "control", "pairs", "seeds",
+                                               "difference", "difference_mean", "difference_ci_low",
+                                               "difference_ci_high", "verdict"])
+    return frame.sort_values(["gated_rank", "control_rank"]).reset_index(drop=True)
+
+
+def _name_static_controls(rows: pd.DataFrame, comparisons: pd.DataFrame) -> None:
+    """A static net sized by `mac_budget` alone is named by the gated row whose MACs it was sized to."""
+    for index, row in rows.iterrows():
+        if row["method"] == "static_small" and " @ " not in row["entry"]:
+            matched = comparisons[comparisons["control_rank"] == row["rank"]]["gated"].tolist()
+            if matched:
+                options = f" [{row['entry'].split('[', 1)[1]}" if "[" in row["entry"] else ""
+                rows.at[index, "entry"] = f"static net @ {' / '.join(g.split(' ', 1)[-1] for g in matched)} MACs{options}"
+    for index, comparison in comparisons.iterrows():
+        comparisons.at[index, "control"] = rows.loc[rows["rank"] == comparison["control_rank"], "entry"].iloc[0]
+
+
+def input_dependence_label(row: pd.Series | Any) -> str:
+    """*static* when every gate decides the same for every input in every seed (a pruned network)."""
+    if row["method"] == "random_gate":
+        return "random by design (control)"
+    if not row["gated"]:
+        return "no gates (static)"
+    shares = (f"on {100 * row['share_on']:.0f} % · cond. {100 * row['share_conditional']:.0f} % · "
+              f"off {100 * row['share_off']:.0f} %")
+    if row["static_runs"] == row["gated_runs"]:
+        return f"**static** ({shares})"
+    if row["static_runs"]:
+        return f"static in {row['static_runs']} of {row['gated_runs']} seeds ({shares})"
+    return f"input-dependent ({shares}; MACs σ {row['per_input_macs_std'] / 1e6:.3f} M)"
+
