@@ -117,7 +117,7 @@ def _gate_shares(metrics: dict) -> tuple[float, float, float, bool] | None:
         return (*shares, bool(dependence["static"]))
     if "gate_share_conditional" in metrics:
         shares = [_number(metrics[f"gate_share_{k}"], f"gate_share_{k}") for k in ("always_on", "conditional", "always_off")]
-        return (*shares, shares[1] == 0 and _number(metrics["executed_macs"]["std"], "executed_macs.std") == 0)
+        return (*shares, abs(shares[1]) < 1e-6 and _number(metrics["executed_macs"]["std"], "executed_macs.std") == 0)
     rates = [_number(rate, "exec_rate_per_unit") for rate in (metrics.get("exec_rate_per_unit") or {}).values()]
     if not rates:
         return None

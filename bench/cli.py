@@ -79,7 +79,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_tables(args: argparse.Namespace) -> int:
     from bench.tables import write_tables
 
-    print(f"wrote {write_tables(Path(args.results))}")
+    print(f"wrote {write_tables(Path(args.results), select_on=args.select_on)}")
     return 0
 
 
@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("tables", help="rebuild leaderboards under results/ from the run records",
                               description="Rebuild results/leaderboard.md, leaderboard.csv and runs.csv from the run records alone.")
     common(sub, data=False)
+    sub.add_argument("--select-on", choices=["val"], default=None,
+                     help="sweep boards: rank and choose on validation, show test only for the rows finally reported")
     sub.set_defaults(func=cmd_tables)
 
     sub = commands.add_parser("data", help="dataset files: list their state, build the tensor cache, download",

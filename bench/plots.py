@@ -102,8 +102,7 @@ def exec_rate_heatmap(board: "Board", path: Path) -> Path | None:
     label_width = LABEL_INCHES_PER_CHAR * 1.15 * max(len(labels[c]) for c in configs)
     cell = 0.55 if len(units) <= 16 else 0.3
     fig, ax = plt.subplots(figsize=(label_width + max(3.0, cell * len(units)) + 1.2, 0.32 * len(configs) + 1.6), dpi=110)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")  # a unit this row does not gate
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")  # grey: a unit this row does not gate
     image = ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=1, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(units)), [u.replace("blocks.", "") for u in units], fontsize=8)
     ax.set_yticks(range(len(configs)), [labels[c] for c in configs], fontsize=8)

@@ -1,7 +1,9 @@
-"""Leaderboards are built from the records alone: mean ± std over seeds, ranks, plots, report; bad records skipped."""
+"""Leaderboards are built from the records alone: one board per setting, t-intervals, the front, input
+dependence, paired controls, validation-only choices, confined paths, bad records skipped."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -10,48 +12,229 @@ import pytest
 
 import bench
 from bench import DynBenchError
+from bench.cli import main
 from bench.plots import pareto_front
 from bench.records import RunRecord, RunSpec, record_path, save_record
+from bench.stats import t_quantile
 from bench.tables import write_tables
 
 
 def fake_record(method: str, seed: int, accuracy: float, macs: float, dense: int = 1000,
-                rates: dict[str, float] | None = None) -> RunRecord:
-    spec = RunSpec(method=method, dataset="digits", backbone="resnet8", seed=seed, profile="smoke", epochs=1)
+                rates: dict[str, float] | None = None, *, val: float | None = None, backbone: str = "resnet8",
+                profile: str = "standard", dataset: str = "digits", options: dict | None = None,
+                macs_std: float = 0.0, extra_metrics: dict | None = None) -> RunRecord:
+    spec = RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, profile=profile, epochs=1,
+                   method_options=options or {})
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash="x", seeds={"init": seed},
-        data={"source": "bundled"}, curve=[], train_seconds=2.0, wall_seconds=3.0, versions={}, hardware={"device": "cpu"},
-        created="2026-01-01T00:00:00+00:00",
-        metrics={"primary_metric": "accuracy", "test": {"accuracy": accuracy}, "val": {"accuracy": accuracy},
-                 "params": 10, "dense_macs": dense,
-                 "executed_macs": {"dense": dense, "mean": macs, "std": 0.0, "p50": macs, "p95": macs},
-                 "mac_saving": 1 - macs / dense, "exec_rate_per_unit": rates or {}})
+        data={"source": "bundled", "test": 360, "test_used": 360, "train_used": 1000}, curve=[], train_seconds=2.0,
+        wall_seconds=3.0, versions={}, hardware={"device": "cpu"}, created="2026-01-01T00:00:00+00:00",
+        metrics={"primary_metric": "accuracy", "test": {"accuracy": accuracy},
+                 "val": {"accuracy": accuracy if val is None else val}, "params": 10, "dense_macs": dense,
+                 "executed_macs": {"dense": dense, "mean": macs, "std": macs_std, "p50": macs, "p95": macs},
+                 "mac_saving": 1 - macs / dense, "exec_rate_per_unit": rates or {},
+                 "val_exec_rate_per_unit": rates or {}, **(extra_metrics or {})})
 
 
-def save(results_dir, record: RunRecord) -> None:
-    save_record(record_path(results_dir, RunSpec(**record.spec)), record)
+def save(results_dir: Path, record: RunRecord) -> Path:
+    path = record_path(results_dir, RunSpec(**record.spec))
+    save_record(path, record)
+    return path
 
 
-def test_leaderboard_aggregates_seeds_ranks_and_writes_every_artifact(results_dir):
+def board_csv(results_dir: Path, folder: str = "digits/resnet8_standard_1ep") -> pd.DataFrame:
+    return pd.read_csv(results_dir / folder / "leaderboard.csv")
+
+
+def test_leaderboard_aggregates_seeds_with_t_intervals_and_writes_every_artifact(results_dir):
     for seed, accuracy in enumerate([0.90, 0.92, 0.94]):
         save(results_dir, fake_record("dense", seed, accuracy, 1000))
     save(results_dir, fake_record("gated_clone", 0, 0.99, 600, rates={"blocks.0": 1.0, "blocks.1": 0.2}))
     markdown = write_tables(results_dir).read_text()
-    board = pd.read_csv(results_dir / "leaderboard.csv")
+    board = board_csv(results_dir)
     dense = board[board.method == "dense"].iloc[0]
+    half = t_quantile(0.975, 2) * 0.02 / 3 ** 0.5
     assert dense.seeds == 3 and dense.score_mean == pytest.approx(0.92)
-    assert dense.score_std == pytest.approx(0.02)  # sample std over seeds
+    assert dense.score_ci_high - dense.score_mean == pytest.approx(half)
     assert list(board.sort_values("rank").method) == ["gated_clone", "dense"]
-    assert "92.00 ± 2.00" in markdown and "Rank:" in markdown and "MACs:" in markdown
-    assert "[digits](digits/leaderboard.md)" in markdown
-    # an unknown plugin's records are marked stale rather than crashing the tables
-    assert board[board.method == "gated_clone"].iloc[0].stale
+    assert board[board.method == "gated_clone"].iloc[0].mac_saving == pytest.approx(0.4)
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    assert f"92.00 [{92 - 100 * half:.2f}, {92 + 100 * half:.2f}]" in page and "±" not in page
+    assert "| 1 †" in page  # the single-seed row is marked
+    assert "Rank:" in markdown and "MACs:" in markdown
+    assert "(digits/resnet8_standard_1ep/leaderboard.md)" in markdown
+    assert board[board.method == "gated_clone"].iloc[0].stale  # an unknown plugin's records are stale
     assert len(pd.read_csv(results_dir / "runs.csv")) == 4
-    for artifact in ("digits/leaderboard.md", "digits/leaderboard.csv", "digits/pareto.png", "digits/exec_rates.png"):
-        assert (results_dir / artifact).stat().st_size > 0, artifact
+    for artifact in ("leaderboard.md", "leaderboard.csv", "pareto.png", "exec_rates.png"):
+        assert (results_dir / "digits/resnet8_standard_1ep" / artifact).stat().st_size > 0, artifact
     report = (results_dir / "report.html").read_text()
     assert report.count("<tr>") == 3 and report.count("data:image/png;base64,") == 2
     assert 'class="sortable"' in report and "http" not in report.replace("https://", "").split("<body>")[0]
+
+
+def test_two_backbones_make_two_boards_each_against_its_own_dense_row(results_dir):
+    save(results_dir, fake_record("dense", 0, 0.95, 1000, backbone="resnet8"))
+    save(results_dir, fake_record("dense", 0, 0.97, 3000, dense=3000, backbone="resnet20"))
+    # cheaper than resnet20's dense, dearer than resnet8's: must never be "Best" on the resnet8 board
+    save(results_dir, fake_record("static_small", 0, 0.99, 1500, dense=3000, backbone="resnet20"))
+    markdown = write_tables(results_dir).read_text()
+    small = board_csv(results_dir, "digits/resnet8_standard_1ep")
+    deep = board_csv(results_dir, "digits/resnet20_standard_1ep")
+    assert list(small.method) == ["dense"] and sorted(deep.method) == ["dense", "static_small"]
+    assert deep[deep.method == "static_small"].iloc[0].mac_saving == pytest.approx(0.5)  # vs resnet20 dense
+    assert markdown.count("### [digits · resnet") == 2
+
+
+def test_best_is_chosen_on_validation_and_never_costs_more_than_dense(results_dir):
+    save(results_dir, fake_record("dense", 0, 0.90, 1000, val=0.90))
+    save(results_dir, fake_record("faithful", 0, 0.99, 1200, val=0.99))  # best score, more MACs than dense
+    save(results_dir, fake_record("cheap_a", 0, 0.97, 500, val=0.91))  # best test among the affordable
+    save(results_dir, fake_record("cheap_b", 0, 0.92, 600, val=0.95))  # best validation among the affordable
+    page = write_tables(results_dir).read_text()
+    assert "Best (chosen on validation, at ≤ dense MACs): **cheap_b**" in page
+
+
+def test_a_sweep_board_ranks_and_chooses_on_validation_and_hides_unreported_test_scores(results_dir):
+    """Fails if test were used: the test ranking is the reverse of the validation ranking."""
+    for name, test, val in (("sweep_a", 0.99, 0.90), ("sweep_b", 0.95, 0.94), ("sweep_c", 0.91, 0.97)):
+        save(results_dir, fake_record(name, 0, test, 800, val=val))
+    save(results_dir, fake_record("dense", 0, 0.93, 1000, val=0.93))
+    write_tables(results_dir, select_on="val")
+    board = board_csv(results_dir).sort_values("rank")
+    assert list(board.method) == ["sweep_c", "sweep_b", "dense", "sweep_a"]
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    assert "**sweep_c**" in page and "91.00" in page  # the chosen row's test score is reported
+    assert "99.00" not in page and "95.00" not in page  # the others' test scores are not
+    assert page.count("(not reported)") == 3
+    assert main(["tables", "--results", str(results_dir), "--select-on", "val"]) == 0
+
+
+def test_a_gate_on_for_all_inputs_makes_the_row_static(results_dir):
+    save(results_dir, fake_record("dense", 0, 0.9, 1000))
+    save(results_dir, fake_record("blockgate", 0, 0.9, 600, rates={"blocks.0": 1.0, "blocks.1": 0.0}))
+    save(results_dir, fake_record("learned", 0, 0.9, 700, rates={"blocks.0": 1.0, "blocks.1": 0.4}, macs_std=50))
+    channels = {"gate_share_always_on": 0.6, "gate_share_conditional": 0.0, "gate_share_always_off": 0.4}
+    save(results_dir, fake_record("chan", 0, 0.9, 650, extra_metrics=channels))
+    dependence = {"gates": 3, "gate_share_always_on": 1 / 3, "gate_share_conditional": 2 / 3,
+                  "gate_share_always_off": 0.0, "static": False}
+    save(results_dir, fake_record("topk", 0, 0.9, 640, extra_metrics={**channels, "input_dependence": dependence}))
+    write_tables(results_dir)
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    line = {name: next(row for row in page.splitlines() if f"| {name} " in row) for name in
+            ("blockgate", "learned", "chan", "topk", "dense")}
+    assert "**static** (on 50 % · cond. 0 % · off 50 %)" in line["blockgate"]
+    assert "**static**" in line["chan"]
+    assert "input-dependent (on 50 % · cond. 50 % · off 0 %" in line["learned"]
+    assert "input-dependent (on 33 % · cond. 67 %" in line["topk"]  # input_dependence wins over gate_share_*
+    assert "no gates (static)" in line["dense"]
+
+
+def matched_controls(results_dir: Path, gains: list[float]) -> None:
+    """A gated row over three seeds, random gates matched to each seed's record, a static net at its MACs."""
+    for seed, gain in enumerate(gains):
+        gated_path = save(results_dir, fake_record("learned", seed, 0.90 + gain, 500, rates={"blocks.0": 0.5}))
+        save(results_dir, fake_record("random_gate", seed, 0.90, 500, rates={"blocks.0": 0.5},
+                                      options={"match_record": str(gated_path)}))
+        save(results_dir, fake_record("static_small", seed, 0.90 - gain, 500, options={"mac_budget": 0.5}))
+        save(results_dir, fake_record("dense", seed, 0.93, 1000))
+
+
+def test_gated_rows_are_compared_with_their_matched_controls_paired_by_seed(results_dir):
+    matched_controls(results_dir, [0.05, 0.06, 0.04])
+    write_tables(results_dir)
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    assert "random gates @ learned rates" in page and "match_record" not in page  # labelled by what it is
+    assert "static net @ learned MACs [mac_budget=0.5]" in page
+    comparisons = page.split("## Matched controls")[1]
+    random_row = next(r for r in comparisons.splitlines() if "random gates @" in r)
+    static_row = next(r for r in comparisons.splitlines() if "static net @" in r)
+    assert "3 (0, 1, 2)" in random_row and "| better " in random_row
+    assert "5.00 [" in random_row and "| better " in static_row
+    assert board_csv(results_dir)["seeds"].tolist() == [3, 3, 3, 3]  # controls of 3 seeds are one row
+
+
+def test_no_evidence_when_the_interval_covers_zero(results_dir):
+    matched_controls(results_dir, [0.05, -0.04, 0.01])
+    write_tables(results_dir)
+    comparisons = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text().split("## Matched controls")[1]
+    verdicts = [line.rsplit("|", 2)[1].strip() for line in comparisons.split("\n\n")[1].splitlines()[2:]]
+    assert verdicts == ["no evidence", "no evidence"]
+
+
+def test_quick_boards_are_smoke_checks_and_smoke_runs_stay_apart_longest_profile_first(results_dir):
+    save(results_dir, fake_record("dense", 0, 0.80, 1000, profile="quick"))
+    save(results_dir, fake_record("dense", 0, 0.98, 1000, profile="standard"))
+    save(results_dir, fake_record("dense", 0, 0.10, 1000, profile="smoke"))
+    noise = {"description": "two machines", "rows": [{"dataset": "digits", "profile": "quick", "abs_diff": 0.02}]}
+    (results_dir / "noise.json").write_text(json.dumps(noise))
+    markdown = write_tables(results_dir).read_text()
+    quick = (results_dir / "quick/digits/resnet8_quick_1ep/leaderboard.md").read_text()
+    assert "Smoke check, not a result" in quick and "max 2.00 points over 1 runs" in quick
+    assert (results_dir / "smoke/digits/resnet8_smoke_1ep/leaderboard.md").is_file()
+    standard, quick_at, smoke_at = (markdown.index(s) for s in ("standard profile", "quick profile", "## Smoke-profile"))
+    assert standard < quick_at < smoke_at
+    assert "10.00" not in markdown.split("## Smoke-profile")[0]  # the smoke run is not beside results
+
+
+@pytest.mark.parametrize("dataset", ["../escaped", "/tmp/dynbench-escaped-abs", "a/../../b"])
+def test_a_record_cannot_make_tables_write_outside_the_results_folder(results_dir, tmp_path, capsys, dataset):
+    """Issue 20: spec["dataset"] was used as a folder name as it stood."""
+    save(results_dir, fake_record("dense", 0, 0.9, 1000))
+    bad = fake_record("dense", 1, 0.9, 1000, dataset=dataset)
+    save_record(results_dir / "runs" / "evil.json", bad)
+    before = set(tmp_path.rglob("*"))
+    write_tables(results_dir)
+    created = {p for p in set(tmp_path.rglob("*")) - before if not p.is_relative_to(results_dir)}
+    assert created == set() and not Path("/tmp/dynbench-escaped-abs").exists()
+    assert "escaped" not in str(sorted(results_dir.rglob("*")))
+    err = capsys.readouterr().err
+    assert f"malformed run record {bad.spec_hash}" in err and "not a safe folder name" in err
+
+
+def test_a_string_where_a_metric_belongs_is_skipped_with_a_warning_naming_it(results_dir, capsys):
+    save(results_dir, fake_record("dense", 0, 0.9, 1000))
+    broken = fake_record("dense", 1, 0.9, 1000)
+    broken.metrics["test"]["accuracy"] = "0.9"
+    save(results_dir, broken)
+    write_tables(results_dir)
+    err = capsys.readouterr().err
+    assert f"malformed run record {broken.spec_hash}" in err and "'0.9'" in err
+    assert board_csv(results_dir)["seeds"].tolist() == [1]
+
+
+def test_an_unwritable_results_folder_is_a_one_line_error(results_dir, capsys):
+    save(results_dir, fake_record("dense", 0, 0.9, 1000))
+    (results_dir / "digits").write_text("a file where the board folder goes")  # as root, chmod would not stop us
+    with pytest.raises(DynBenchError, match="cannot write the leaderboards under .*give a writable --results"):
+        write_tables(results_dir)
+    assert main(["tables", "--results", str(results_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynbench: error: cannot write") and err.count("\n") == 1
+
+
+def test_latency_measured_elsewhere_gets_its_own_columns(results_dir, capsys):
+    record = fake_record("gated", 0, 0.9, 600, rates={"blocks.0": 0.6}, macs_std=10)
+    record.metrics["latency"] = {"saving": 0.10, "saving_mode": "gather"}
+    save(results_dir, record)
+    save(results_dir, fake_record("dense", 0, 0.9, 1000))
+    evals = results_dir / "evals"
+    evals.mkdir()
+    base = {"kind": "eval", "training_spec_hash": record.spec_hash, "training_code_hash": "x", "split": "test",
+            "device": "cuda", "hardware": {"gpu": "NVIDIA H200"}, "versions": {}, "metrics": {"accuracy": 0.9, "loss": 0.3},
+            "executed_macs": {}, "mac_saving": 0.4, "exec_rate_per_unit": {}, "created": "2026-12-02", "format": 1,
+            "latency": {"skip-b1": {}, "gather": {}, "saving": 0.35, "saving_mode": "gather"}}
+    (evals / "a.json").write_text(json.dumps(base))
+    (evals / "old.json").write_text(json.dumps({**base, "training_code_hash": "older", "latency": {"saving": 0.9}}))
+    (evals / "broken.json").write_text(json.dumps({**base, "metrics": {"accuracy": "high"}}))
+    write_tables(results_dir)
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    header = next(line for line in page.splitlines() if line.startswith("|   rank"))
+    assert "latency saving (%) on cuda: NVIDIA H200, gather" in header
+    assert "latency saving, training machine (%)" in header
+    gated = next(line for line in page.splitlines() if "| gated " in line)
+    assert "| 35.0 " in gated and "| 10.0 " in gated and "90.0" not in gated
+    err = capsys.readouterr().err
+    assert "older training" in err and "broken.json" in err
 
 
 def test_a_corrupt_or_malformed_record_is_reported_and_ignored(results_dir, capsys):
@@ -85,13 +268,12 @@ def test_record_fields_round_trip():
 def test_runs_that_differ_in_method_options_are_separate_rows_labelled_by_their_options(results_dir):
     """Two random gates matched to different records must not be averaged as if they were seeds."""
     for reference, accuracy in (("results/runs/aaaa.json", 0.6), ("results/runs/bbbb.json", 0.5)):
-        record = fake_record("random_gate", 0, accuracy, 700)
-        spec = RunSpec(**{**record.spec, "method_options": {"match_record": reference}})
-        save(results_dir, dataclasses.replace(record, spec=spec.to_dict(), spec_hash=spec.hash))
+        save(results_dir, fake_record("random_gate", 0, accuracy, 700, options={"match_record": reference}))
     write_tables(results_dir)
-    board = pd.read_csv(results_dir / "leaderboard.csv")
-    assert sorted(board["entry"]) == ["random_gate [match_record=aaaa]", "random_gate [match_record=bbbb]"]
-    assert board["seeds"].tolist() == [1, 1] and board["score_std"].tolist() == [0.0, 0.0]
+    board = board_csv(results_dir)
+    assert sorted(board["entry"]) == ["random gates @ record aaaa (not found) rates",
+                                      "random gates @ record bbbb (not found) rates"]
+    assert board["seeds"].tolist() == [1, 1]
 
 
 def test_the_code_hash_ignores_the_reporting_modules_only(tmp_path):
