@@ -136,7 +136,7 @@ def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
     return {
         **{key: spec[key] for key in ("dataset", "method", "preset", "backbone", "profile", "epochs")},
         "dataset": safe_name(spec["dataset"], "dataset"), "backbone": safe_name(spec["backbone"], "backbone"),
-        "profile": safe_name(spec["profile"], "profile"),
+        "profile": safe_name(spec["profile"], "profile"), "epochs": int(_number(spec["epochs"], "epochs")),
         "backbone_options": json.dumps(spec.get("backbone_options", {}), sort_keys=True),
         "optimizer": spec.get("optimizer"), "lr": spec.get("lr"), "batch_size": spec.get("batch_size"),
         "weight_decay": spec.get("weight_decay"),

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bench.board_display import best_line, display_frame
+
 if TYPE_CHECKING:
     from bench.boards import Board
     from bench.eval_latency import EvalLatency
@@ -54,8 +56,6 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 
 def _table(board: "Board", select_on: str | None, evals: "list[EvalLatency]") -> str:
-    from bench.tables import display_frame  # tables imports this module's caller, not the other way round
-
     shown = display_frame(board, select_on, evals)
     raw = board.rows
     score_column = next(c for c in shown.columns if c.startswith("test "))
@@ -84,8 +84,6 @@ def _image(path: Path, alt: str) -> str:
 def write_report(path: Path, boards: "list[Board]", figures: dict[str, dict[str, Path]], notes: list[str],
                  select_on: str | None = None, evals: "list[EvalLatency] | None" = None) -> Path:
     """Write `report.html`: per board (setting) a sortable table, its best row, Pareto plot and heat map."""
-    from bench.tables import best_line
-
     sections, contents = [], []
     for board in boards:
         anchor = html.escape(board.folder.replace("/", "-"))
