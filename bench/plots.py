@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 REFERENCE_MARKERS = {"dense": "*", "static_small": "s", "random_gate": "X"}  # controls keep their shape everywhere
 METHOD_MARKERS = ("o", "^", "D", "v", "P", "h", "<", ">", "p", "d", "H", "8")
-LABEL_INCHES_PER_CHAR = 0.062  # 7-pt legend text, measured on the rendered figures
 
 
 def pareto_front(macs: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -46,8 +45,16 @@ def method_markers(methods: list[str]) -> dict[str, str]:
     return {**{m: METHOD_MARKERS[i % len(METHOD_MARKERS)] for i, m in enumerate(others)}, **REFERENCE_MARKERS}
 
 
-def _errors(intervals: list, scale: float) -> np.ndarray:
-    return np.array([scale * i.half_width if i.has_spread else 0.0 for i in intervals])
+def _errors(intervals: list, scale: float, upper_bound: float) -> np.ndarray:
+    """[2, n] lower/upper bar lengths of each t-interval, clipped to [0, upper_bound] (a score cannot leave
+    0–100 %, MACs cannot go below 0): two seeds give t = 12.7 and bars far outside what can happen."""
+    bars = np.zeros((2, len(intervals)))
+    for i, interval in enumerate(intervals):
+        if interval.has_spread:
+            mean = scale * interval.mean
+            bars[0, i] = mean - max(scale * interval.low, 0.0)
+            bars[1, i] = min(scale * interval.high, upper_bound) - mean
+    return bars
 
 
 def pareto_plot(board: "Board", path: Path, select_on: str | None = None) -> Path:
@@ -61,11 +68,13 @@ def pareto_plot(board: "Board", path: Path, select_on: str | None = None) -> Pat
     labels = [f"#{r} {e}" for r, e in zip(rows["rank"], rows["entry"])]
     markers = method_markers(list(rows["method"]))
     colours = row_colours(len(rows))
-    width = 5.5 + LABEL_INCHES_PER_CHAR * max(len(label) for label in labels)
-    fig, ax = plt.subplots(figsize=(width, max(4.0, 0.21 * len(rows) + 1.2)), dpi=110)
-    xerr, yerr = _errors(list(rows["macs"]), 1e-6), _errors(intervals, 100)
+    # the legend sits right of the axes; bbox_inches="tight" widens the saved picture to hold it
+    fig, ax = plt.subplots(figsize=(6.5, max(4.0, 0.21 * len(rows) + 1.2)), dpi=110)
+    xerr = _errors(list(rows["macs"]), 1e-6, 1.1 * max(rows["dense_macs_board"].max(), rows["executed_macs_mean"].max()) / 1e6)
+    yerr = _errors(intervals, 100, 100.0)
     for i, row in enumerate(rows.itertuples()):
-        ax.errorbar(macs[i], score[i], xerr=xerr[i] or None, yerr=yerr[i] or None, fmt=markers[row.method],
+        ax.errorbar(macs[i], score[i], xerr=xerr[:, i:i + 1] if xerr[:, i].any() else None,
+                    yerr=yerr[:, i:i + 1] if yerr[:, i].any() else None, fmt=markers[row.method],
                     color=colours[i], markersize=9 if row.method == "dense" else 6, capsize=3, label=labels[i],
                     linestyle="none")
     for row in rows[rows["method"] == "dense"].itertuples():
@@ -76,7 +85,8 @@ def pareto_plot(board: "Board", path: Path, select_on: str | None = None) -> Pat
     metric = rows["metric"].iloc[0]
     ax.set_xlabel("executed MACs per input (millions, mean over the test inputs)")
     ax.set_ylabel(f"{'validation' if use_val else 'test'} {metric} (%)")
-    spread = "95 % t-interval over seeds" if (rows["seeds"] > 1).any() else "single seeds: no interval"
+    spread = ("95 % t-interval over seeds, bars clipped to what can occur" if (rows["seeds"] > 1).any()
+              else "single seeds: no interval")
     ax.set_title(f"{board.title}\n{metric} vs executed MACs ({spread})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
@@ -99,17 +109,16 @@ def exec_rate_heatmap(board: "Board", path: Path) -> Path | None:
     units = sorted({unit for rates in per_row.values() for unit in rates}, key=_natural_key)
     configs = sorted(per_row, key=lambda c: ranks[c])
     grid = np.array([[np.mean(per_row[c].get(unit, [np.nan])) for unit in units] for c in configs])
-    label_width = LABEL_INCHES_PER_CHAR * 1.15 * max(len(labels[c]) for c in configs)
-    cell = 0.55 if len(units) <= 16 else 0.3
-    fig, ax = plt.subplots(figsize=(label_width + max(3.0, cell * len(units)) + 1.2, 0.32 * len(configs) + 1.6), dpi=110)
+    cell = 0.55 if len(units) <= 16 else 0.3  # inches per unit; the row labels widen the saved picture
+    fig, ax = plt.subplots(figsize=(max(3.0, cell * len(units)) + 1.2, 0.32 * len(configs) + 1.6), dpi=110)
     cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")  # grey: a unit this row does not gate
     image = ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=1, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(units)), [u.replace("blocks.", "") for u in units], fontsize=8)
     ax.set_yticks(range(len(configs)), [labels[c] for c in configs], fontsize=8)
     if len(units) <= 16:
         for (i, j), value in np.ndenumerate(grid):
-            text = "not gated" if np.isnan(value) else f"{value:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+            text = "not\ngated" if np.isnan(value) else f"{value:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=6 if np.isnan(value) else 7,
                     color="black" if np.isnan(value) or value > 0.6 else "white")
     ax.set_xlabel("gated unit (block index)")
     ax.set_title(f"{board.title}\nexecution rate per unit, validation inputs", fontsize=9)
