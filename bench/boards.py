@@ -307,16 +307,17 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
     config_of = dict(zip(runs["spec_hash"], runs["config"]))
     row_of = {row.config: row for row in rows.itertuples()}
     pairs: dict[tuple[str, str], tuple[dict[int, float], dict[int, float]]] = {}
-    for _, control in runs[runs["method"].isin(CONTROL_METHODS)].iterrows():
+    # a control is any run that names the run it matches (random gates, and whatever control comes next), or
+    # a static net sized by mac_budget alone
+    is_control = runs["matches"].map(lambda m: isinstance(m, str)) | (runs["method"] == "static_small")
+    for _, control in runs[is_control].iterrows():
         if isinstance(control["matches"], str):
             if control["matches"] not in config_of:
                 continue  # matched run is on another board (or missing): nothing to pair with here
             gated_run = runs[runs["spec_hash"] == control["matches"]].iloc[0]
             matched = [(int(gated_run["seed"]), gated_run)]
-        elif control["method"] == "static_small":
-            matched = [(seed, run) for seed, run in _matched_static_runs(runs, control) if seed == control["seed"]]
         else:
-            continue
+            matched = [(seed, run) for seed, run in _matched_static_runs(runs, control) if seed == control["seed"]]
         for seed, gated_run in matched:
             gated_scores, control_scores = pairs.setdefault((gated_run["config"], control["config"]), ({}, {}))
             gated_scores[seed], control_scores[seed] = gated_run["score"], control["score"]
