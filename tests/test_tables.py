@@ -15,7 +15,6 @@ from bench import DynBenchError
 from bench.cli import main
 from bench.plots import pareto_front
 from bench.records import RunRecord, RunSpec, record_path, save_record
-from bench.stats import t_quantile
 from bench.tables import write_tables
 
 
@@ -53,7 +52,7 @@ def test_leaderboard_aggregates_seeds_with_t_intervals_and_writes_every_artifact
     markdown = write_tables(results_dir).read_text()
     board = board_csv(results_dir)
     dense = board[board.method == "dense"].iloc[0]
-    half = t_quantile(0.975, 2) * 0.02 / 3 ** 0.5
+    half = 4.302652729749464 * 0.02 / 3 ** 0.5  # scipy.stats.t.ppf(0.975, 2) = 4.302652729749464
     assert dense.seeds == 3 and dense.score_mean == pytest.approx(0.92)
     assert dense.score_ci_high - dense.score_mean == pytest.approx(half)
     assert list(board.sort_values("rank").method) == ["gated_clone", "dense"]
@@ -92,6 +91,11 @@ def test_best_is_chosen_on_validation_and_never_costs_more_than_dense(results_di
     save(results_dir, fake_record("cheap_b", 0, 0.92, 600, val=0.95))  # best validation among the affordable
     page = write_tables(results_dir).read_text()
     assert "Best (chosen on validation, at ≤ dense MACs): **cheap_b**" in page
+    board = board_csv(results_dir).set_index("method")
+    assert list(board.sort_values("rank").index) == ["faithful", "cheap_b", "cheap_a", "dense"]
+    assert board["on_front"].to_dict() == {"faithful": True, "cheap_b": False, "cheap_a": True, "dense": False}
+    assert board.loc["cheap_b", "dominated_by"] == 3 and board.loc["dense", "dominated_by"] == 3  # by cheap_a
+    assert "| dominated by #3 (within CI) |" in page  # single seeds: no interval to separate them
 
 
 def test_a_sweep_board_ranks_and_chooses_on_validation_and_hides_unreported_test_scores(results_dir):
@@ -289,3 +293,16 @@ def test_the_code_hash_ignores_the_reporting_modules_only(tmp_path):
     assert _framework_hash.__wrapped__(copy) == original
     (copy / "train.py").write_text((copy / "train.py").read_text() + "\n# a new loss\n")
     assert _framework_hash.__wrapped__(copy) != original
+
+
+def test_the_index_links_result_folders_below_it_and_shows_their_longest_board(results_dir):
+    save(results_dir, fake_record("dense", 0, 0.80, 1000, profile="quick"))
+    longer = results_dir / "longer"
+    save(longer, fake_record("gated", 0, 0.97, 600, profile="standard", rates={"blocks.0": 0.5}))
+    markdown = write_tables(results_dir).read_text()
+    assert "(longer/digits/resnet8_standard_1ep/leaderboard.md) (`longer/`)" in markdown
+    assert markdown.index("standard profile") < markdown.index("quick profile")
+    assert "| gated " in markdown.split("quick profile")[0]  # the longest board's table is inline
+    write_tables(longer)
+    page = (longer / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    assert "This board has no dense row" in page
