@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import DynBenchError
-from bench.board_display import best_line, compact_frame, comparisons_frame, display_frame, notes
+from bench.board_display import best_line, compact_frame, comparisons_frame, display_frame, notes, reported_ranks
 from bench.boards import (Board, build_boards, entry_label, is_stale,  # noqa: F401 (re-exported)
                           load_records, profile_order, runs_frame, warn)
 from bench.eval_latency import EvalLatency, load_evals
@@ -130,10 +130,15 @@ def index_markdown(own: list[Board], nested: list[tuple[str, Board]], select_on:
     return "\n".join(lines) + "\n"
 
 
-def _csv_frame(boards: list[Board]) -> pd.DataFrame:
+def _csv_frame(boards: list[Board], select_on: str | None) -> pd.DataFrame:
+    """The boards' rows with their setting; in a sweep (`select_on="val"`) test figures only for reported rows."""
     frames = []
     for board in boards:
         rows = board.rows.drop(columns=["score", "val", "macs"]).copy()
+        if select_on == "val":
+            hidden = ~rows["rank"].isin(reported_ranks(board))
+            for column in ("score_mean", "score_ci_low", "score_ci_high", "dominated_by", "on_front"):
+                rows[column] = rows[column].astype(object).where(~hidden, None)
         for key, value in board.setting.items():
             if key not in rows.columns:
                 rows.insert(0, key, value)
@@ -163,7 +168,7 @@ def write_tables(results_dir: Path, select_on: str | None = None) -> Path:
         for board in boards:
             folder = _confined(results_dir, board.folder)
             folder.mkdir(parents=True, exist_ok=True)
-            board_csv = _csv_frame([board])
+            board_csv = _csv_frame([board], select_on)
             board_csv.to_csv(_confined(results_dir, f"{board.folder}/leaderboard.csv"), index=False)
             figures[board.folder] = {"pareto": pareto_plot(board, _confined(results_dir, f"{board.folder}/pareto.png"),
                                                            select_on)}
@@ -174,7 +179,7 @@ def write_tables(results_dir: Path, select_on: str | None = None) -> Path:
             _confined(results_dir, f"{board.folder}/leaderboard.md").write_text(
                 board_markdown(board, select_on, evals, noise, images))
         runs.drop(columns="exec_rate_per_unit").to_csv(_confined(results_dir, "runs.csv"), index=False)
-        _csv_frame(boards).to_csv(_confined(results_dir, "leaderboard.csv"), index=False)
+        _csv_frame(boards, select_on).to_csv(_confined(results_dir, "leaderboard.csv"), index=False)
         markdown = _confined(results_dir, "leaderboard.md")
         markdown.write_text(index_markdown(boards, nested_boards(results_dir), select_on, noise))
         write_report(_confined(results_dir, "report.html"), boards, figures, notes(), select_on, evals)

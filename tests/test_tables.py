@@ -110,6 +110,7 @@ def test_a_sweep_board_ranks_and_chooses_on_validation_and_hides_unreported_test
     assert "**sweep_c**" in page and "91.00" in page  # the chosen row's test score is reported
     assert "99.00" not in page and "95.00" not in page  # the others' test scores are not
     assert page.count("(not reported)") == 3
+    assert board["score_mean"].isna().tolist() == [False, True, True, True]  # nor in the board's CSV
     assert main(["tables", "--results", str(results_dir), "--select-on", "val"]) == 0
 
 
