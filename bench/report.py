@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench.board_display import best_line, display_frame
+from bench.board_display import best_line, comparisons_frame, display_frame
 
 if TYPE_CHECKING:
     from bench.boards import Board
@@ -76,6 +76,17 @@ def _table(board: "Board", select_on: str | None, evals: "list[EvalLatency]") ->
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _comparisons(board: "Board") -> str:
+    """The paired control comparisons of a board, as a plain table (empty when nothing is matched)."""
+    if board.comparisons.empty:
+        return ""
+    shown = comparisons_frame(board)
+    head = "".join(f'<th class="text">{html.escape(c)}</th>' for c in shown.columns)
+    body = "".join("<tr>" + "".join(f'<td class="text">{html.escape(str(v))}</td>' for v in row) + "</tr>"
+                   for row in shown.itertuples(index=False))
+    return f"<h3>Matched controls</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -91,7 +102,7 @@ def write_report(path: Path, boards: "list[Board]", figures: dict[str, dict[str,
         kind = "" if board.kind == "result" else f" <small>({html.escape(board.kind)}, not a result)</small>"
         best = html.escape(best_line(board).replace("**", ""))
         sections.append(f'<section id="{anchor}"><h2>{html.escape(board.title)}{kind}</h2><p>{best}</p>'
-                        f'{_table(board, select_on, evals or [])}{images}</section>')
+                        f'{_table(board, select_on, evals or [])}{_comparisons(board)}{images}</section>')
         contents.append(f'<li><a href="#{anchor}">{html.escape(board.title)}</a>{kind}</li>')
     contents = "".join(contents)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -156,6 +156,8 @@ def test_gated_rows_are_compared_with_their_matched_controls_paired_by_seed(resu
     assert "3 (0, 1, 2)" in random_row and "| better " in random_row
     assert "5.00 [" in random_row and "| better " in static_row
     assert board_csv(results_dir)["seeds"].tolist() == [3, 3, 3, 3]  # controls of 3 seeds are one row
+    report = (results_dir / "report.html").read_text()
+    assert "<h3>Matched controls</h3>" in report and report.count("<td class=\"text\">better</td>") == 2
 
 
 def test_no_evidence_when_the_interval_covers_zero(results_dir):
