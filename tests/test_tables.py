@@ -309,3 +309,20 @@ def test_the_index_links_result_folders_below_it_and_shows_their_longest_board(r
     write_tables(longer)
     page = (longer / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
     assert "This board has no dense row" in page
+
+
+def test_noise_measured_between_two_folders_is_quoted_on_the_quick_board(tmp_path):
+    from bench.noise import write_noise
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    for seed, (a, b) in enumerate([(0.80, 0.83), (0.70, 0.70), (0.60, 0.59)]):
+        save(here, fake_record("dense", seed, a, 1000, profile="quick"))
+        save(there, fake_record("dense", seed, b, 1000, profile="quick"))
+    save(here, fake_record("midl", 0, 0.5, 800, profile="quick"))  # no twin: not compared
+    noise = json.loads(write_noise(here, there, "2 threads vs 1").read_text())
+    assert sorted(round(r["abs_diff"], 6) for r in noise["rows"]) == [0.0, 0.01, 0.03]
+    write_tables(here)
+    board = (here / "quick/digits/resnet8_quick_1ep/leaderboard.md").read_text()
+    assert "Measured cross-machine noise (2 threads vs 1): |Δ test| median 1.00, max 3.00 points over 3 runs" in board
+    with pytest.raises(DynBenchError, match="no run .* has a twin"):
+        write_noise(here, tmp_path / "empty", "nothing")
