@@ -80,7 +80,11 @@ class StaticSmall(Method):
         self.matched = None
         if self.config["match_record"] is not None:
             self.matched = load_matched(self.name, self.config["match_record"])
-            self.config["mac_budget"] = round(val_executed_fraction(self.matched), 4)
+            fraction = val_executed_fraction(self.matched)
+            if fraction >= 1:
+                raise DynBenchError(f"static_small: match_record {self.matched.spec_hash} executes {100 * fraction:.1f} % "
+                                    "of its dense MACs (no saving): the dense row is its static control")
+            self.config["mac_budget"] = round(fraction, 4)
         check_fraction(self.name, "mac_budget", self.config["mac_budget"], allow_zero=False)
 
     def check_run(self, spec: RunSpec) -> None:

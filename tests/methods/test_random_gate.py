@@ -122,3 +122,7 @@ def test_static_small_takes_its_budget_from_the_matched_runs_validation_macs(tmp
     assert method.config["mac_budget"] == 0.42  # validation, not the test figure (0.9)
     method.build(small_backbone("resmlp"))
     assert method.extra_metrics(None, None, None)["matched_record"]["spec_hash"] == "abc"
+    record.metrics["val_executed_macs"] = {"mean": 1001.0}  # a gated run that saved nothing: dense is its control
+    save_record(path, record)
+    with pytest.raises(DynBenchError, match="executes 100.1 % of its dense MACs"):
+        registry.get_method("static_small")(match_record=str(path))
