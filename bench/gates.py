@@ -8,7 +8,7 @@ wrappers of `bench.wrappers` call the gate and record its decision under the uni
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -198,17 +198,25 @@ def relax(name: str, value: torch.Tensor, training: bool, **params: float) -> to
 # ---- simple gate modules (random-gate controls, tests, latency runs) ---------------------------------
 
 class RandomGate(nn.Module):
-    """Input-independent Bernoulli(keep_rate) decisions per sample (and per channel when `channels`):
-    the random-gate control of methods.md §7. Draws from the global generator; no parameters, 0 MACs."""
+    """Input-independent Bernoulli decisions per sample (and per channel when `channels`): the random-gate
+    control of methods.md §7. `keep_rate` is one rate, or one rate per channel (a sequence of `channels`
+    fractions). Draws from the global generator; no parameters, 0 MACs."""
 
-    def __init__(self, keep_rate: float, channels: int | None = None) -> None:
+    def __init__(self, keep_rate: float | Sequence[float], channels: int | None = None) -> None:
         super().__init__()
-        if not 0.0 <= keep_rate <= 1.0:
+        per_channel = not isinstance(keep_rate, (int, float))
+        rates = torch.as_tensor(keep_rate if per_channel else [keep_rate], dtype=torch.float32)
+        if not bool(((rates >= 0) & (rates <= 1)).all()):
             raise DynBenchError(f"keep_rate must lie in [0, 1], not {keep_rate}")
-        self.keep_rate = keep_rate
+        if per_channel and (channels is None or len(rates) != channels):
+            raise DynBenchError(f"{len(rates)} per-channel keep rates given for {channels} channels")
+        self.keep_rate = float(rates.mean()) if per_channel else float(keep_rate)
         self.channels = channels
+        self.register_buffer("channel_rates", rates if per_channel else None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channel_rates is not None:
+            return torch.bernoulli(self.channel_rates.to(x.device).expand(x.shape[0], -1))
         shape = (x.shape[0],) if self.channels is None else (x.shape[0], self.channels)
         return torch.empty(shape, device=x.device).bernoulli_(self.keep_rate)
 

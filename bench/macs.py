@@ -47,7 +47,7 @@ FREE_OPS = [
     "aten::dropout", "aten::ones_like", "aten::zeros_like", "aten::expand_as",
     "aten::type_as", "aten::clone", "aten::abs", "aten::pow", "aten::reciprocal", "aten::index",
     "aten::index_select", "aten::index_copy", "aten::argmax", "aten::eq", "aten::ne", "aten::fill_",
-    "aten::copy_", "aten::full", "aten::bernoulli", "aten::bernoulli_", "aten::rand_like", "aten::log_softmax",
+    "aten::copy_", "aten::full", "aten::bernoulli", "aten::bernoulli_", "aten::rand", "aten::rand_like", "aten::log_softmax",
     "aten::unflatten",
 ]
 

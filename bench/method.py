@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from bench import DynBenchError
 from bench.gates import GateTrace
+
+if TYPE_CHECKING:
+    from bench.records import RunSpec
 
 
 @dataclass
@@ -53,6 +56,10 @@ class Method:
 
     def validate(self) -> None:
         """Raise `DynBenchError` for option values that make no sense (negative budgets, rates > 1)."""
+
+    def check_run(self, spec: RunSpec) -> None:
+        """Raise `DynBenchError` when the options do not fit this run's setting (e.g. a control matched to
+        a run of another dataset or backbone). Called when the spec is made, before anything trains."""
 
     def build(self, backbone: nn.Module) -> nn.Module:
         """Wrap the backbone's residual blocks with this method's gates; the dense method returns it as is."""

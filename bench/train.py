@@ -20,6 +20,7 @@ from bench import DynBenchError, registry
 from bench.backbones import build_backbone
 from bench.data import SPLIT_SEED, BatchPipeline, fixed_subset, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
+from bench.gate_stats import per_gate_rates
 from bench.gates import GateTrace
 from bench.latency import measure_latency
 from bench.macs import count_macs, count_params, executed_macs
@@ -28,7 +29,7 @@ from bench.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_
 from bench.profiles import PROFILES
 from bench.records import (RunRecord, RunSpec, code_hash, hardware_info, load_record, record_path, save_record,
                            software_versions)
-from bench.wrappers import gated_units
+from bench.wrappers import gated_units, gates_forced
 
 EVAL_BATCH_SIZE = 512
 LATENCY_SAMPLES = 128  # test inputs timed per run (batch-1 mode times the first 8 of them)
@@ -42,7 +43,7 @@ def make_spec(method: str, dataset: str, profile: str = "quick", seed: int = 0, 
     """Resolve a run from names: profile values, then the dataset's overrides for that profile, then
     explicit `overrides` (epochs, batch_size, lr, ...). Unknown names raise `DynBenchError`."""
     method_cls, dataset_cls = registry.get_method(method), registry.get_dataset(dataset)
-    method_cls(preset, **(method_options or {}))  # validates preset and options now, not mid-suite
+    method_instance = method_cls(preset, **(method_options or {}))  # validates preset and options now, not mid-suite
     if profile not in PROFILES:
         guesses = difflib.get_close_matches(profile, list(PROFILES), n=1)
         hint = f" (did you mean '{guesses[0]}'?)" if guesses else ""
@@ -53,9 +54,11 @@ def make_spec(method: str, dataset: str, profile: str = "quick", seed: int = 0, 
     if backbone is None:  # the dataset's backbone, as its profile override adjusts it (e.g. a smaller net in `quick`)
         backbone = profile_backbone or dataset_cls.backbone
         backbone_options = {**dataset_cls.backbone_options, **profile_backbone_options, **(backbone_options or {})}
-    return RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, preset=preset,
+    spec = RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, preset=preset,
                    method_options=dict(method_options or {}), backbone_options=dict(backbone_options or {}),
                    profile=profile, **values)
+    method_instance.check_run(spec)
+    return spec
 
 
 def derive_seed(master: int, axis: str) -> int:
@@ -100,7 +103,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
 
     torch.manual_seed(seeds["init"])
     backbone = build_backbone(spec.backbone, tuple(train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
-    example = BatchPipeline(dataset, torch.device("cpu"))(splits.test.x[:1])
+    example = BatchPipeline(dataset, torch.device("cpu"))(splits.val.x[:1])  # shape only: MACs do not read values
     dense_macs = count_macs(backbone, example)
     model = method.build(backbone).to(device)
     if dataset.modality == "image":  # NHWC convolutions: 15-30 % faster on CPU (oneDNN) as on GPU
@@ -159,7 +162,9 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
             print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}{val}, {entry['seconds']:.1f}s", file=sys.stderr)
     train_seconds = time.perf_counter() - train_started
 
+    # Training is over: from here on the test split is scored (once), never used to choose anything.
     test_metrics, test_trace = evaluate(model, test_split, pipeline)
+    all_on = all_on_metrics(model, val_split, test_split, pipeline) if gated_units(model) else None
     macs = executed_macs(model.cpu(), example, test_trace, dense_macs)
     metrics = {
         "primary_metric": dataset.primary_metric, "val": val_metrics, "test": test_metrics, "params": count_params(model),
@@ -168,8 +173,13 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         "val_exec_rate_per_unit": val_trace.exec_rate_per_unit(),
         **method.extra_metrics(model, example, test_trace),
     }
-    if gated_units(model):
+    if gated_units(model):  # what controls, presets and diagnostics read: the validation trace
+        metrics["val_executed_macs"] = dataclasses.asdict(executed_macs(model, example, val_trace, dense_macs))
+        metrics["val_exec_rate_per_gate"] = {unit: per_gate_rates(val_trace, unit).tolist() for unit in val_trace.units()}
+        metrics["val_extra_metrics"] = method.extra_metrics(model, example, val_trace)
+        metrics["all_on"] = all_on
         metrics["latency"] = realized_latency(model, pipeline(test_split.x[:LATENCY_SAMPLES]).cpu())
+    metrics["zero_loss_terms"] = zero_loss_terms(curve)
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
         data={"source": splits.source, **splits.sizes(), "train_used": len(train), "val_used": len(val_split),
@@ -177,6 +187,19 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         metrics=metrics, curve=curve,
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, versions=software_versions(),
         hardware=hardware_info(device), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def all_on_metrics(model: nn.Module, val_split: TensorSplit, test_split: TensorSplit,
+                   pipeline: BatchPipeline) -> dict[str, dict[str, float]]:
+    """The all-on control (methods.md §7): the trained model with every gate forced to 1, on val and test."""
+    with gates_forced(model, 1.0):
+        return {"val": evaluate(model, val_split, pipeline)[0], "test": evaluate(model, test_split, pipeline)[0]}
+
+
+def zero_loss_terms(curve: list[dict[str, float]]) -> list[str]:
+    """Extra loss terms (`loss_<name>` in the curve) that were exactly 0 in every epoch: they never acted."""
+    names = sorted({key for entry in curve for key in entry if key.startswith("loss_")})
+    return [name[len("loss_"):] for name in names if all(entry.get(name, 0.0) == 0.0 for entry in curve)]
 
 
 def realized_latency(model: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:

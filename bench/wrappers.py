@@ -119,12 +119,15 @@ class GatedUnit(nn.Module):
         self.gate = gate
         self.name = name
         self.execution = "masked"
+        self.forced: float | None = None  # a constant decision replacing the gate's (`gates_forced`)
         self.act = _not_inplace(block.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(x)
         if g.dim() != (1 if self.kind == "block" else 2):  # [N] or [N, C], whatever the gate's layout
             g = g.reshape(len(x)) if self.kind == "block" else g.reshape(len(x), -1)
+        if self.forced is not None:
+            g = torch.full_like(g, self.forced)
         record(self.name, g)
         if self.execution == "masked":
             return self.masked(x, g)
@@ -366,3 +369,17 @@ def execution(model: nn.Module, mode: str) -> Iterator[nn.Module]:
     finally:
         for unit, previous in zip(units, saved):
             unit.execution = previous
+
+
+@contextlib.contextmanager
+def gates_forced(model: nn.Module, value: float = 1.0) -> Iterator[nn.Module]:
+    """Every unit of `model` decides `value` for every input (1.0: the all-on control of methods.md §7,
+    the trained weights without the gating); the gates still run, so their state advances as usual."""
+    units = gated_units(model)
+    for unit in units:
+        unit.forced = value
+    try:
+        yield model
+    finally:
+        for unit in units:
+            unit.forced = None

@@ -18,7 +18,9 @@ Losses (§5.4): CE + λ_cons·consistency + FLOPs.
   (`last`, the notebook's loop overwrite). `cons_type=input_noise` instead penalises ‖f(x) − f(x+ε)‖²
   on the logits, ε ~ N(0, 0.01²) [PROPOSED].
 - FLOPs: r = mean over blocks of the batch-mean soft g; L_F = λ_F·π(e)·max(0, r − r*)², π(e) =
-  min(1, e/40) (`flops_ramp_epochs`, e the 0-based epoch). `flops_grad=false` detaches r, as the
+  min(1, (e/E)/0.16) (`flops_ramp_fraction`, e the 0-based epoch of E): the notebook's min(1, e/40) over its
+  250 epochs, as a fraction of the run so that short runs get the compute term too (in absolute epochs
+  a 15-epoch run never passed 0.35 and the term stayed 0). `flops_grad=false` detaches r, as the
   notebook's `.item()` does (then the term has no gradient, §5.8).
 
 MACs — the central caveat (§5.6): the gate needs F(x) to decide whether to skip F(x), so every
@@ -54,6 +56,7 @@ SCALE_INIT = -2.2  # s_b [code]
 PREDICTOR_WEIGHT = 0.1  # cosinegate_r: 0.1·MSE(q(x), sg(CIR)) (§5.6)
 NOISE_STD = 0.01  # cons_type=input_noise (§5.4)
 NORM_EPS = 1e-8
+RAMP_FRACTION = 40 / 250  # the notebook ramps λ_F over 40 of its 250 epochs (§5.4, §5.5)
 OPERATING_POINTS = {"balanced": {}, "aggressive": {"target": 0.60, "flops_weight": 5.0},
                     "conservative": {"target": 0.90, "flops_weight": 1.0}}  # §5.5; aggressive/conservative [PROPOSED]
 
@@ -143,13 +146,14 @@ def consistency_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]], blocks: str
     return terms[-1] if blocks == "last" else torch.stack(terms).mean()
 
 
-def flops_loss(gates: list[torch.Tensor], target: float, weight: float, epoch: int, ramp_epochs: float,
+def flops_loss(gates: list[torch.Tensor], target: float, weight: float, progress: float, ramp_fraction: float,
                grad: bool = True) -> torch.Tensor:
-    """λ_F·π(e)·max(0, r − r*)², r = mean over blocks of the batch-mean gate, π(e) = min(1, e/ramp) (§5.4)."""
+    """λ_F·π·max(0, r − r*)², r = mean over blocks of the batch-mean gate, π = min(1, progress/ramp_fraction)
+    with `progress` the fraction 0–1 of the run at the start of the epoch (§5.4)."""
     rate = torch.stack([g.mean() for g in gates]).mean()
     if not grad:
         rate = rate.detach()  # the notebook's float(r): no gradient reaches the gates
-    ramp = 1.0 if ramp_epochs <= 0 else min(1.0, epoch / ramp_epochs)
+    ramp = 1.0 if ramp_fraction <= 0 else min(1.0, progress / ramp_fraction)
     return weight * ramp * torch.clamp(rate - target, min=0) ** 2
 
 
@@ -157,7 +161,8 @@ def flops_loss(gates: list[torch.Tensor], target: float, weight: float, epoch: i
 class CosineGate(Method):
     """Options:
     - target: r*, target mean gate value, fraction 0–1 (balanced 0.72 [code]).
-    - flops_weight: λ_F (2.5 [code]); flops_ramp_epochs: ramp length in epochs (40 [code]; 0 = none).
+    - flops_weight: λ_F (2.5 [code]); flops_ramp_fraction: ramp length as a fraction of the run (0.16 =
+      the notebook's 40 of 250 epochs [code]; 0 = none).
     - flops_grad: keep r a tensor (true, DynBench) or detach it (false, notebook).
     - cons_weight: λ_cons (0.05); cons_blocks: all | last; cons_type: gated_vs_full | input_noise.
     - tau: Gumbel temperature (0.6); threshold: eval threshold on σ(z) (0.42).
@@ -167,7 +172,7 @@ class CosineGate(Method):
 
     name = "cosinegate"
     description = "CosineGate (Thota, 2025): cosine-incompatibility block gates; faithful (no real saving) or realizable"
-    options = {"target": 0.72, "flops_weight": 2.5, "flops_ramp_epochs": 40.0, "flops_grad": True,
+    options = {"target": 0.72, "flops_weight": 2.5, "flops_ramp_fraction": RAMP_FRACTION, "flops_grad": True,
                "cons_weight": 0.05, "cons_blocks": "all", "cons_type": "gated_vs_full", "tau": 0.6, "threshold": 0.42,
                "composition": "no_act", "realizable": False}
     presets = {"default": {}, **OPERATING_POINTS, "notebook_exact": {"cons_blocks": "last", "flops_grad": False},
@@ -181,8 +186,9 @@ class CosineGate(Method):
         check_choice(self.name, "cons_blocks", c["cons_blocks"], ("all", "last"))
         check_choice(self.name, "cons_type", c["cons_type"], ("gated_vs_full", "input_noise"))
         check_choice(self.name, "composition", c["composition"], ("no_act", "aig"))
-        if min(c["flops_weight"], c["cons_weight"], c["flops_ramp_epochs"]) < 0 or c["tau"] <= 0:
-            raise DynBenchError(f"{self.name}: flops_weight, cons_weight, flops_ramp_epochs must be >= 0 and tau > 0")
+        if min(c["flops_weight"], c["cons_weight"]) < 0 or c["tau"] <= 0:
+            raise DynBenchError(f"{self.name}: flops_weight, cons_weight must be >= 0 and tau > 0")
+        check_fraction(self.name, "flops_ramp_fraction", c["flops_ramp_fraction"])
 
     def build(self, backbone: nn.Module) -> nn.Module:
         c = self.config
@@ -195,8 +201,8 @@ class CosineGate(Method):
 
     def extra_losses(self, model: nn.Module, step: StepContext) -> dict[str, torch.Tensor]:
         c = self.config
-        losses = {"flops": flops_loss(list(live_values(model, "g").values()), c["target"], c["flops_weight"], step.epoch,
-                                      c["flops_ramp_epochs"], c["flops_grad"])}
+        losses = {"flops": flops_loss(list(live_values(model, "g").values()), c["target"], c["flops_weight"],
+                                      step.epoch / step.num_epochs, c["flops_ramp_fraction"], c["flops_grad"])}
         if c["realizable"]:
             predicted, cir = live_values(model, "cir_predicted").values(), live_values(model, "cir").values()
             losses["cir_predictor"] = PREDICTOR_WEIGHT * torch.stack(

@@ -29,8 +29,10 @@ reads the gate's code): r·d + 2·r·m + k·d per layer as in §6.3. On maps the
 and the light path has its own 1×1 convolutions, as the §6.4 row describes.
 
 Options: rho (ρ ∈ (0, 1]), k (a fixed count for every layer instead of ρ·m), rank (r; default
-max(4, round(m/32))), light (lowrank | zero), k_warmup_frac. Presets: default (ρ = 0.45, lowrank),
-zero (light=zero), rho_0.25 and rho_0.65 (budget sweep).
+max(4, round(m/32))), light (lowrank | zero), k_warmup_frac, selection (learned | random: the control of
+methods.md §7 — k units drawn uniformly at random per input, in training and at eval, with the same k,
+light path and schedule; the score layer S does not run). Presets: default (ρ = 0.45, lowrank),
+zero (light=zero), rho_0.25 and rho_0.65 (budget sweep), random_topk (the default's random control).
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ from bench.units import wrap_hidden_units
 from bench.wrappers import NeuronGate, gated_units
 
 LIGHT_PATHS = ("lowrank", "zero")
+SELECTIONS = ("learned", "random")
 
 
 def default_rank(width: int) -> int:
@@ -61,8 +64,9 @@ class ScoreGate(nn.Module):
     """u = V·pool(x), a = σ(S u + e), decisions TopK(a, k) (straight-through in training). Keeps the code
     u of the last forward for a light path that reads it."""
 
-    def __init__(self, block: ResidualBlock, d: int, m: int, rank: int, k: int) -> None:
+    def __init__(self, block: ResidualBlock, d: int, m: int, rank: int, k: int, random: bool = False) -> None:
         super().__init__()
+        self.random = random
         self.pool = block.pool
         self.code = nn.Linear(d, rank, bias=False)
         self.score = nn.Linear(rank, m)
@@ -71,6 +75,8 @@ class ScoreGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.last_code = self.code(self.pool(x))
+        if self.random:  # the random top-k control: uniform scores, so any k of the m units are equally likely
+            return relax("topk", torch.rand(len(x), self.score.out_features, device=x.device), self.training, k=self.k)
         return relax("topk", torch.sigmoid(self.score(self.last_code)), self.training, k=self.k)
 
 
@@ -111,8 +117,9 @@ class ConvLight(nn.Module):
 class Midl(Method):
     name = "midl"
     description = "MID-L (arXiv 2505.11416): per-input top-k neurons take the full path, the rest a low-rank one"
-    options = {"rho": 0.45, "k": None, "rank": None, "light": "lowrank", "k_warmup_frac": 0.1}
-    presets = {"default": {}, "zero": {"light": "zero"}, "rho_0.25": {"rho": 0.25}, "rho_0.65": {"rho": 0.65}}
+    options = {"rho": 0.45, "k": None, "rank": None, "light": "lowrank", "k_warmup_frac": 0.1, "selection": "learned"}
+    presets = {"default": {}, "zero": {"light": "zero"}, "rho_0.25": {"rho": 0.25}, "rho_0.65": {"rho": 0.65},
+               "random_topk": {"selection": "random"}}
 
     def validate(self) -> None:
         c = self.config
@@ -123,6 +130,8 @@ class Midl(Method):
                 raise DynBenchError(f"midl: {key} must be a positive integer or None, not {c[key]!r}")
         if c["light"] not in LIGHT_PATHS:
             raise DynBenchError(f"midl: light must be one of {', '.join(LIGHT_PATHS)}, not {c['light']!r}")
+        if c["selection"] not in SELECTIONS:
+            raise DynBenchError(f"midl: selection must be one of {', '.join(SELECTIONS)}, not {c['selection']!r}")
         if not 0 <= c["k_warmup_frac"] <= 1:
             raise DynBenchError(f"midl: k_warmup_frac must lie in [0, 1], not {c['k_warmup_frac']}")
 
@@ -140,7 +149,7 @@ class Midl(Method):
     def build(self, backbone: nn.Module) -> nn.Module:
         def make(name: str, block: ResidualBlock, d: int, m: int) -> NeuronGate:
             k, rank = self.layer_sizes(name, d, m)
-            gate = ScoreGate(block, d, m, rank, k)
+            gate = ScoreGate(block, d, m, rank, k, random=self.config["selection"] == "random")
             light = None
             if self.config["light"] == "lowrank":
                 light = CodeLight(gate, block, rank, m) if isinstance(block.first[0], nn.Linear) else ConvLight(block, rank)

@@ -8,6 +8,10 @@ original); MACs are counted with `bench.macs.count_macs`, and the candidate clos
 (ties: the deeper one). A budget the smallest candidate overshoots by more than 5 % (§7 matching rule)
 is an error (the nearest candidate may be off by more where widths are coarse). The record's `mac_saving` is against the full dense backbone: the training loop counts the
 dense MACs before `build`. The chosen configuration is stored as `static_small` in the metrics.
+`match_record` instead takes the budget from a trained run's record (path or spec hash): its mean
+executed MACs on the validation split over its dense MACs (`bench.matching`); the record must come
+from the same dataset and backbone, and is summarised in this run's record so that the control goes
+stale when the matched run changes.
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from bench.backbones.base import Backbone
 from bench.blockgates import check_fraction, require_blocks
 from bench.gates import GateTrace
 from bench.macs import count_macs
+from bench.matching import check_same_setting, load_matched, summary, val_executed_fraction
 from bench.method import Method
+from bench.records import RunSpec
 from bench.registry import register_method
 
 MATCH_TOLERANCE = 0.05  # §7: "matched" = within ±5 % of the target MACs
@@ -62,15 +68,28 @@ def num_classes(backbone: Backbone) -> int:
 
 @register_method
 class StaticSmall(Method):
-    """Options: mac_budget — target MACs as a fraction (0, 1] of the full dense backbone."""
+    """Options: mac_budget — target MACs as a fraction (0, 1] of the full dense backbone; match_record — a
+    record (path or spec hash) whose validation executed-MAC fraction is the budget instead."""
 
     name = "static_small"
     description = "control: a smaller dense backbone (depth/width searched) matching a MAC budget (§7)"
-    options = {"mac_budget": 0.5}
+    options = {"mac_budget": 0.5, "match_record": None}
     presets = {"default": {}, **{f"budget{round(100 * b)}": {"mac_budget": b} for b in (0.3, 0.5, 0.7)}}
 
     def validate(self) -> None:
+        self.matched = None
+        if self.config["match_record"] is not None:
+            self.matched = load_matched(self.name, self.config["match_record"])
+            fraction = val_executed_fraction(self.matched)
+            if fraction >= 1:
+                raise DynBenchError(f"static_small: match_record {self.matched.spec_hash} executes {100 * fraction:.1f} % "
+                                    "of its dense MACs (no saving): the dense row is its static control")
+            self.config["mac_budget"] = round(fraction, 4)
         check_fraction(self.name, "mac_budget", self.config["mac_budget"], allow_zero=False)
+
+    def check_run(self, spec: RunSpec) -> None:
+        if self.matched is not None:
+            check_same_setting(self.name, self.matched, spec)
 
     def build(self, backbone: nn.Module) -> nn.Module:
         require_blocks(backbone, self.name)
@@ -103,4 +122,7 @@ class StaticSmall(Method):
         return build_backbone(family, shape, classes, depth=depth, width=width, **fixed)
 
     def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
-        return {"static_small": dict(self.chosen)}
+        metrics: dict[str, Any] = {"static_small": dict(self.chosen)}
+        if self.matched is not None:
+            metrics["matched_record"] = summary(self.matched)
+        return metrics

@@ -151,3 +151,46 @@ def test_a_gated_method_records_executed_macs_rates_and_realized_latency(tmp_pat
     assert latency["saving_mode"] == "gather" and latency["saving"] == latency["gather"]["latency_saving"]
     assert latency["skip-b1"]["batch_size"] == 1 and latency["gather"]["batch_size"] == 128
     assert latency["gather"]["threads"] == 1 and latency["gather"]["dense_seconds"] > 0
+
+
+def test_a_gated_run_records_validation_figures_for_choices_and_the_all_on_control(tmp_path):
+    """Controls and presets read validation figures (methods.md §9): per-unit and per-channel rates,
+    executed MACs and diagnostics on the val trace; the all-on control is scored beside the run."""
+    spec = make_spec("batch_shaping", "digits", profile="smoke", epochs=2, max_val_examples=100, max_test_examples=200)
+    record, _ = run(spec, resolve_data_root(None), tmp_path, progress=False)
+    metrics = record.metrics
+    assert set(metrics["val_exec_rate_per_gate"]) == set(metrics["val_exec_rate_per_unit"])
+    for unit, rates in metrics["val_exec_rate_per_gate"].items():  # per channel; their mean is the unit's rate
+        assert len(rates) > 1 and abs(sum(rates) / len(rates) - metrics["val_exec_rate_per_unit"][unit]) < 1e-6
+    assert metrics["val_executed_macs"]["dense"] == metrics["dense_macs"]
+    assert "gate_share_conditional" in metrics["val_extra_metrics"]
+    all_on = metrics["all_on"]
+    assert set(all_on) == {"val", "test"} and 0 <= all_on["test"]["accuracy"] <= 1
+    assert set(metrics["zero_loss_terms"]) <= {key[len("loss_"):] for key in record.curve[0] if key.startswith("loss_")}
+
+
+def test_a_loss_term_that_stayed_zero_for_the_whole_run_is_named():
+    from bench.train import zero_loss_terms
+
+    curve = [{"loss": 1.0, "loss_flops": 0.0, "loss_consistency": 0.2}, {"loss": 0.5, "loss_flops": 0.0, "loss_consistency": 0.0}]
+    assert zero_loss_terms(curve) == ["flops"]
+    assert zero_loss_terms(curve[:1] + [{"loss": 0.4, "loss_flops": 1e-9}]) == []
+
+
+def test_the_all_on_control_equals_the_trained_model_with_gates_replaced_by_ones():
+    from bench.data import BatchPipeline, load_splits
+    from bench.train import all_on_metrics, evaluate
+    from bench import registry
+    from tests.methods.common import force_gates
+
+    plugin = registry.get_dataset("digits")()
+    splits = load_splits(plugin, resolve_data_root(None))
+    method = registry.get_method("convnet_aig")()
+    torch.manual_seed(0)
+    from bench.backbones import build_backbone
+    model = method.build(build_backbone("resnet8", tuple(splits.train.x.shape[1:]), 10)).eval()
+    pipeline = BatchPipeline(plugin, torch.device("cpu"))
+    val, test = splits.val.subset(torch.arange(64)), splits.test.subset(torch.arange(64))
+    forced = all_on_metrics(model, val, test, pipeline)
+    force_gates(model, 1.0)
+    assert forced == {"val": evaluate(model, val, pipeline)[0], "test": evaluate(model, test, pipeline)[0]}

@@ -19,11 +19,11 @@ from tests.methods.common import (built, check_eval_hard_and_deterministic, chec
 FAMILIES = ["resnet_cifar", "resmlp", "textcnn"]
 
 
-def step_context(model: nn.Module, x: torch.Tensor, epoch: int = 100) -> tuple[StepContext, GateTrace]:
+def step_context(model: nn.Module, x: torch.Tensor, epoch: int = 100, num_epochs: int = 200) -> tuple[StepContext, GateTrace]:
     with GateTrace.recording() as trace:
         logits = model.train()(x)
     targets = torch.zeros(len(x), dtype=torch.long)
-    return StepContext(x, targets, logits, logits.logsumexp(1) - logits[:, 0], trace, epoch, 200, 0, 1), trace
+    return StepContext(x, targets, logits, logits.logsumexp(1) - logits[:, 0], trace, epoch, num_epochs, 0, 1), trace
 
 
 def open_gates(model: nn.Module) -> None:
@@ -78,14 +78,30 @@ def test_consistency_loss_matches_a_hand_computation() -> None:
 def test_flops_loss_matches_a_hand_computation() -> None:
     flops = plugin("cosinegate").flops_loss
     gates = [torch.tensor([0.9, 0.7]), torch.tensor([0.5, 0.5])]  # r = (0.8 + 0.5) / 2 = 0.65
-    torch.testing.assert_close(flops(gates, 0.5, 2.5, epoch=20, ramp_epochs=40), torch.tensor(2.5 * 0.5 * 0.15 ** 2))
-    torch.testing.assert_close(flops(gates, 0.5, 2.5, epoch=80, ramp_epochs=40), torch.tensor(2.5 * 0.15 ** 2))
-    assert flops(gates, 0.7, 2.5, epoch=80, ramp_epochs=40) == 0  # hinge: below the target costs nothing
-    assert flops(gates, 0.5, 2.5, epoch=0, ramp_epochs=40) == 0
+    torch.testing.assert_close(flops(gates, 0.5, 2.5, progress=0.08, ramp_fraction=0.16), torch.tensor(2.5 * 0.5 * 0.15 ** 2))
+    torch.testing.assert_close(flops(gates, 0.5, 2.5, progress=0.32, ramp_fraction=0.16), torch.tensor(2.5 * 0.15 ** 2))
+    assert flops(gates, 0.7, 2.5, progress=0.32, ramp_fraction=0.16) == 0  # hinge: below the target costs nothing
+    assert flops(gates, 0.5, 2.5, progress=0.0, ramp_fraction=0.16) == 0
+
+
+@pytest.mark.parametrize("num_epochs", [5, 15, 250])
+def test_the_compute_term_ramps_over_the_same_fraction_of_short_and_long_runs(num_epochs: int) -> None:
+    """The ramp is in run fractions (16 %, the notebook's 40 of 250 epochs): at 32 % of any run the FLOPs
+    term acts at full weight (in absolute epochs a 15-epoch run stayed below 0.35 and 5-epoch runs at 0.1)."""
+    method, model = built("cosinegate", "resmlp", target=0.0)
+    x = model.example_input(8, torch.Generator().manual_seed(0))
+    epoch = round(0.32 * num_epochs)
+    context, trace = step_context(model, x, epoch=epoch, num_epochs=num_epochs)
+    rate = torch.stack([trace.stacked(u).mean() for u in trace.units()]).mean()
+    ramp = min(1.0, epoch / num_epochs / 0.16)
+    torch.testing.assert_close(method.extra_losses(model, context)["flops"].detach(), 2.5 * ramp * rate ** 2)
+    assert ramp == 1.0
+    first, _ = step_context(model, x, epoch=0, num_epochs=num_epochs)
+    assert method.extra_losses(model, first)["flops"] == 0  # the ramp starts at 0, as in the notebook
 
 
 def test_the_method_losses_use_this_steps_gates() -> None:
-    method, model = built("cosinegate", "resmlp", target=0.0, flops_ramp_epochs=0)
+    method, model = built("cosinegate", "resmlp", target=0.0, flops_ramp_fraction=0)
     context, trace = step_context(model, model.example_input(8))
     losses = method.extra_losses(model, context)
     rate = torch.stack([trace.stacked(u).mean() for u in trace.units()]).mean()
@@ -96,7 +112,7 @@ def test_the_method_losses_use_this_steps_gates() -> None:
 @pytest.mark.parametrize("flops_grad", [True, False])
 def test_the_flops_term_trains_the_gates_only_when_flops_grad(flops_grad: bool) -> None:
     """§5.8: the notebook's float(r) leaves the FLOPs term without gradient."""
-    method, model = built("cosinegate", "resmlp", target=0.0, flops_ramp_epochs=0, flops_grad=flops_grad)
+    method, model = built("cosinegate", "resmlp", target=0.0, flops_ramp_fraction=0, flops_grad=flops_grad)
     context, _ = step_context(model, model.example_input(8))
     loss = method.extra_losses(model, context)["flops"]
     assert loss > 0
@@ -120,7 +136,7 @@ def test_gradients_reach_the_gates_from_the_task_loss_and_the_cir_predictor() ->
 def test_the_mean_gate_follows_the_target() -> None:
     probs = {}
     for target in (0.0, 1.0):
-        method, model = built("cosinegate", "resmlp", target=target, flops_weight=20.0, flops_ramp_epochs=0)
+        method, model = built("cosinegate", "resmlp", target=target, flops_weight=20.0, flops_ramp_fraction=0)
         toy_train(method, model, epochs=3, steps_per_epoch=10, lr=0.02)
         x = model.example_input(64, torch.Generator().manual_seed(3))
         _, trace = eval_trace(model, x)

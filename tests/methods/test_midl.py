@@ -10,6 +10,7 @@ from bench.gate_stats import mean_pairwise_iou
 from bench.gates import GateTrace
 from bench.macs import count_macs, unit_table
 from bench.wrappers import NeuronGate, execution, gated_units, pruned_copy
+from tests.methods.common import check_macs_match_pruned, check_masked_equals_skip
 from tests.methods.toy import build, eval_trace, plugin, train_briefly, xor_data
 from tests.models import as_double
 
@@ -150,3 +151,25 @@ def test_a_run_record_carries_the_mask_report(tmp_path) -> None:
     record, _ = run(spec, tmp_path / "data", tmp_path / "results", device="cpu", progress=False)
     assert {"mask_iou_mean", "gate_share_conditional", "active_fraction"} <= set(record.metrics)
     assert record.metrics["mac_saving"] > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_random_topk_keeps_k_random_units_and_counts_no_score_layer(family: str) -> None:
+    """The §7 control: the same k per input as MID-L, drawn at random (not from the input), the score
+    layer S not run (its MACs gone from the executed count); masked and skipping eval agree."""
+    _, learned = build("midl", family)
+    _, model = build("midl", family, preset="random_topk")
+    x = model.example_input(16, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    _, trace = eval_trace(model, x)
+    torch.manual_seed(1)
+    _, other = eval_trace(model, x)
+    for unit in gated_units(model):
+        mask = trace.stacked(unit.name)
+        assert mask.sum(1).tolist() == [round(0.45 * unit.width)] * 16
+        assert not torch.equal(mask, other.stacked(unit.name))  # a new draw, same inputs: not input-driven
+        assert len(mask.unique(dim=0)) > 1  # and not one static mask either
+    example = x[:1]
+    assert sum(unit_table(model, example).gates.values()) < sum(unit_table(learned, example).gates.values())
+    check_masked_equals_skip(model, x[:8], batch1=False)
+    check_macs_match_pruned(model, x[:4])

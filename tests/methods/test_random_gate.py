@@ -9,6 +9,9 @@ from torch import nn
 
 from bench import DynBenchError, registry
 from bench.records import RunRecord, save_record
+from bench.train import make_spec
+from bench.wrappers import gated_units
+from tests.models import small_backbone
 from tests.methods.common import built, check_macs_match_pruned, check_masked_equals_skip, eval_trace, toy_train
 
 FAMILIES = ["resnet_cifar", "resmlp", "textcnn"]
@@ -71,3 +74,55 @@ def test_bad_options_are_clear_errors(tmp_path) -> None:
         built("random_gate", "resmlp", rates=[0.5, 0.5])
     with pytest.raises(DynBenchError, match="has none"):
         control().build(nn.Linear(3, 2))
+
+
+def test_channel_gates_keep_each_channel_at_the_matched_runs_validation_rate(tmp_path) -> None:
+    """BAS's control (§7): channel-level random gates at the matched record's per-channel val rates."""
+    _, reference = built("batch_shaping", "resmlp")
+    widths = {unit.name: unit.width for unit in gated_units(reference)}
+    per_gate = {name: torch.linspace(0, 1, width).tolist() for name, width in widths.items()}
+    record = fake_record({name: 0.5 for name in widths})
+    record.metrics["val_exec_rate_per_gate"] = per_gate
+    record.metrics["exec_rate_per_unit"] = {name: 0.9 for name in widths}  # test rates: never copied
+    path = tmp_path / "bas.json"
+    save_record(path, record)
+    method, model = built("random_gate", "resmlp", match_record=str(path), unit="channel")
+    torch.manual_seed(0)
+    _, trace = eval_trace(model, model.example_input(4000))
+    for name in widths:
+        torch.testing.assert_close(trace.stacked(name).mean(0), torch.tensor(per_gate[name]), atol=0.03, rtol=0)
+    check_masked_equals_skip(model, model.example_input(16), batch1=False)
+    check_macs_match_pruned(model, model.example_input(4))
+    with pytest.raises(DynBenchError, match="unit=channel"):
+        registry.get_method("random_gate")(match_record=str(path))  # block gates at channel rates: meaningless
+
+
+def test_a_control_matched_to_another_setting_or_no_record_is_a_clear_error(tmp_path) -> None:
+    record = fake_record({"blocks.1": 0.5})
+    record.spec = {"method": "skipnet", "dataset": "adult", "backbone": "resmlp", "backbone_options": {}}
+    record.spec_hash = "feedfacefeedface"
+    path = tmp_path / "skipnet.json"
+    save_record(path, record)
+    with pytest.raises(DynBenchError, match=r"feedfacefeedface \(skipnet\) was trained on adult on resmlp, but this run "
+                                            r"is digits on resnet8"):
+        make_spec("random_gate", "digits", profile="smoke", method_options={"match_record": str(path)})
+    with pytest.raises(DynBenchError, match="neither a record file nor a spec hash"):
+        make_spec("static_small", "digits", profile="smoke", method_options={"match_record": str(tmp_path / "nope.json")})
+    spec = make_spec("random_gate", "adult", profile="smoke", backbone="resmlp", backbone_options={},
+                     method_options={"match_record": str(path)})
+    assert spec.method_options["match_record"] == str(path)
+
+
+def test_static_small_takes_its_budget_from_the_matched_runs_validation_macs(tmp_path) -> None:
+    record = fake_record({"blocks.1": 0.5})
+    record.metrics.update({"dense_macs": 1000, "executed_macs": {"mean": 900.0}, "val_executed_macs": {"mean": 420.0}})
+    path = tmp_path / "gated.json"
+    save_record(path, record)
+    method = registry.get_method("static_small")(match_record=str(path))
+    assert method.config["mac_budget"] == 0.42  # validation, not the test figure (0.9)
+    method.build(small_backbone("resmlp"))
+    assert method.extra_metrics(None, None, None)["matched_record"]["spec_hash"] == "abc"
+    record.metrics["val_executed_macs"] = {"mean": 1001.0}  # a gated run that saved nothing: dense is its control
+    save_record(path, record)
+    with pytest.raises(DynBenchError, match="executes 100.1 % of its dense MACs"):
+        registry.get_method("static_small")(match_record=str(path))
