@@ -23,7 +23,8 @@ STATIC_RULE = ("Input dependence: shares of gates always on (> 99 % of inputs), 
                "or its per-unit execution rates); **static** = no gate decides differently between inputs in any "
                "seed: a pruned network, not conditional computation. MACs σ = per-input spread of executed MACs.")
 CONTROL_RULE = ("Controls: each gated row against the controls matched to it (random gates at its validation rates, "
-                "a static net at its MACs), paired run by run; Δ = gated − control test score in points, with its "
+                "a static net at its MACs, random top-k at its k, and all gates on: the same trained model with every "
+                "gate forced to 1, scored in its own record), paired run by run; Δ = gated − control test score in points, with its "
                 f"{100 * CONFIDENCE:.0f} % t-interval over the pairs. Verdict 'better'/'worse' only where the interval "
                 "excludes 0, 'no evidence' where it does not, none with a single pair.")
 LATENCY_RULE = ("Latency saving: 1 − dynamic / dense median latency of the same backbone, measured with real skipping "
@@ -83,7 +84,7 @@ def comparisons_frame(board: Board) -> pd.DataFrame:
     c = board.comparisons
     return pd.DataFrame({
         "gated row": [f"#{r} {e}" for r, e in zip(c["gated_rank"], c["gated"])],
-        "matched control": [f"#{r} {e}" for r, e in zip(c["control_rank"], c["control"])],
+        "matched control": [f"#{r} {e}" if r else e for r, e in zip(c["control_rank"], c["control"])],
         "pairs (seeds)": [f"{n} ({', '.join(map(str, s))})" for n, s in zip(c["pairs"], c["seeds"])],
         "Δ test (points)": [d.format(100) + ("" if d.has_spread else " †") for d in c["difference"]],
         "verdict": c["verdict"],

@@ -28,6 +28,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 SETTING_KEYS = ["dataset", "backbone", "backbone_options", "profile", "epochs", "test_examples", "train_examples",
                 "optimizer", "lr", "batch_size", "weight_decay"]
 CONTROL_METHODS = {"random_gate": "random gates", "static_small": "static net"}
+ALL_ON = "all-on"  # the comparison key of the all-gates-on control, scored inside each gated record
 BUDGET_DIGITS = 2  # scripts/longer_runs.sh writes a matched static net's mac_budget to 2 decimals
 
 
@@ -108,13 +109,19 @@ def entry_label(spec: dict, by_hash: dict[str, RunRecord] | None = None) -> str:
 
 def _gate_shares(metrics: dict) -> tuple[float, float, float, bool] | None:
     """(always-on, conditional, always-off shares, strictly static) of a run's gates, from the best field
-    the record has: `input_dependence` (every gate, validation trace) > `gate_share_*` (channel/neuron
-    methods) > `exec_rate_per_unit` (one rate per gated unit: exact for block gates). None: no gates."""
+    the record has: `input_dependence` (every gate, validation trace) > `val_exec_rate_per_gate` (every
+    gate's validation rate) > `gate_share_*` (channel/neuron methods, test trace) > `exec_rate_per_unit`
+    (one rate per gated unit: exact for block gates only). None: no gates."""
     dependence = metrics.get("input_dependence")
     if isinstance(dependence, dict) and dependence.get("gates"):
         shares = [_number(dependence[f"gate_share_{k}"], f"input_dependence.gate_share_{k}")
                   for k in ("always_on", "conditional", "always_off")]
         return (*shares, bool(dependence["static"]))
+    per_gate = metrics.get("val_exec_rate_per_gate")
+    if isinstance(per_gate, dict) and per_gate:
+        rates = [_number(rate, "val_exec_rate_per_gate") for unit_rates in per_gate.values() for rate in unit_rates]
+        on, off = sum(r > ALWAYS_ON for r in rates) / len(rates), sum(r < ALWAYS_OFF for r in rates) / len(rates)
+        return on, max(0.0, 1 - on - off), off, all(r in (0.0, 1.0) for r in rates)
     if "gate_share_conditional" in metrics:
         shares = [_number(metrics[f"gate_share_{k}"], f"gate_share_{k}") for k in ("always_on", "conditional", "always_off")]
         return (*shares, abs(shares[1]) < 1e-6 and _number(metrics["executed_macs"]["std"], "executed_macs.std") == 0)
@@ -122,7 +129,32 @@ def _gate_shares(metrics: dict) -> tuple[float, float, float, bool] | None:
     if not rates:
         return None
     on, off = sum(r > ALWAYS_ON for r in rates) / len(rates), sum(r < ALWAYS_OFF for r in rates) / len(rates)
-    return on, 1 - on - off, off, all(r in (0.0, 1.0) for r in rates)
+    return on, max(0.0, 1 - on - off), off, all(r in (0.0, 1.0) for r in rates)
+
+
+def _matched_changed(record: RunRecord, by_hash: dict[str, RunRecord]) -> bool:
+    """A control goes stale when the run it matches was retrained since (its code hash moved) or is gone."""
+    summary = record.metrics.get("matched_record")
+    if not isinstance(summary, dict):
+        return False
+    matched = by_hash.get(str(summary.get("spec_hash")))
+    return matched is None or matched.code_hash != summary.get("code_hash")
+
+
+def _all_on_score(metrics: dict, primary: str) -> float:
+    """The same trained model with every gate forced on (methods.md §7 all-on control), on test."""
+    all_on = metrics.get("all_on")
+    return _number(all_on["test"][primary], "all_on.test") if isinstance(all_on, dict) else math.nan
+
+
+def _resolved_options(spec: dict) -> str | None:
+    """The method's full option values (defaults < preset < run options) as JSON; None for unknown plugins."""
+    try:
+        method = registry.get_method(spec["method"])
+        options = {**method.options, **method.presets.get(spec["preset"], {}), **spec.get("method_options", {})}
+    except (DynBenchError, AttributeError, TypeError):
+        return None
+    return json.dumps(options, sort_keys=True, default=str)
 
 
 def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
@@ -155,7 +187,9 @@ def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
         "latency_saving": _number(latency.get("saving", math.nan) if latency.get("saving") is not None else math.nan,
                                   "latency.saving"),
         "params": _number(metrics["params"], "params"), "train_seconds": _number(record.train_seconds, "train_seconds"),
-        "stale": is_stale(record), "device": record.hardware.get("device", "?"),
+        "stale": is_stale(record) or _matched_changed(record, by_hash), "device": record.hardware.get("device", "?"),
+        "all_on_score": _all_on_score(metrics, primary), "zero_loss_terms": ", ".join(metrics.get("zero_loss_terms") or []),
+        "resolved_options": _resolved_options(spec),
         "gated": shares is not None,
         "share_on": shares[0] if shares else math.nan, "share_conditional": shares[1] if shares else math.nan,
         "share_off": shares[2] if shares else math.nan, "static": shares[3] if shares else True,
@@ -274,7 +308,8 @@ def aggregate(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
             "dense_macs_board": dense_macs, "mac_saving": 1 - macs.mean / dense_macs,
             "latency_saving_mean": group["latency_saving"].mean(),
             "params": first["params"], "train_seconds_mean": group["train_seconds"].mean(),
-            "stale": bool(group["stale"].any()),
+            "stale": bool(group["stale"].any()), "resolved_options": first["resolved_options"],
+            "zero_loss_terms": "; ".join(sorted({t for t in group["zero_loss_terms"] if t})),
             "gated": bool(first["gated"]), "static_runs": int(gated["static"].sum()), "gated_runs": len(gated),
             "share_on": gated["share_on"].mean(), "share_conditional": gated["share_conditional"].mean(),
             "share_off": gated["share_off"].mean(), "per_input_macs_std": group["executed_macs_std"].mean(),
@@ -321,12 +356,21 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
         for seed, gated_run in matched:
             gated_scores, control_scores = pairs.setdefault((gated_run["config"], control["config"]), ({}, {}))
             gated_scores[seed], control_scores[seed] = gated_run["score"], control["score"]
+    for _, control in runs[runs["resolved_options"].map(_selects_at_random)].iterrows():
+        for _, gated_run in _learned_twins(runs, control).iterrows():
+            gated_scores, control_scores = pairs.setdefault((gated_run["config"], control["config"]), ({}, {}))
+            gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], control["score"]
+    for _, gated_run in runs[runs["all_on_score"].notna() & ~runs["method"].isin(CONTROL_METHODS)].iterrows():
+        gated_scores, control_scores = pairs.setdefault((gated_run["config"], ALL_ON), ({}, {}))
+        gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], gated_run["all_on_score"]
     comparisons = []
     for (gated_config, control_config), (gated_scores, control_scores) in pairs.items():
         result = paired_comparison(gated_scores, control_scores)
-        gated_row, control_row = row_of[gated_config], row_of[control_config]
-        comparisons.append({"gated_rank": gated_row.rank, "gated": gated_row.entry, "control_rank": control_row.rank,
-                            "control": control_row.entry, "pairs": result.difference.n, "seeds": list(result.seeds),
+        gated_row = row_of[gated_config]
+        control_rank, control_entry = ((0, "all gates on (the same trained model)") if control_config == ALL_ON
+                                       else (row_of[control_config].rank, row_of[control_config].entry))
+        comparisons.append({"gated_rank": gated_row.rank, "gated": gated_row.entry, "control_rank": control_rank,
+                            "control": control_entry, "pairs": result.difference.n, "seeds": list(result.seeds),
                             "difference": result.difference, "difference_mean": result.difference.mean,
                             "difference_ci_low": result.difference.low, "difference_ci_high": result.difference.high,
                             "verdict": result.verdict})
@@ -336,16 +380,34 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
     return frame.sort_values(["gated_rank", "control_rank"]).reset_index(drop=True)
 
 
+def _selects_at_random(resolved: object) -> bool:  # NaN where the plugin is unknown
+    return isinstance(resolved, str) and json.loads(resolved).get("selection") == "random"
+
+
+def _learned_twins(runs: pd.DataFrame, control: pd.Series) -> pd.DataFrame:
+    """The runs a random-selection control (MID-L's random top-k) copies: same method, seed and options but
+    `selection` learned."""
+    learned = json.dumps({**json.loads(control["resolved_options"]), "selection": "learned"}, sort_keys=True, default=str)
+    return runs[(runs["method"] == control["method"]) & (runs["seed"] == control["seed"])
+                & (runs["resolved_options"] == learned)]
+
+
 def _name_static_controls(rows: pd.DataFrame, comparisons: pd.DataFrame) -> None:
-    """A static net sized by `mac_budget` alone is named by the gated row whose MACs it was sized to."""
+    """Controls that do not name their run in `match_record` are named by the gated row they were paired
+    with: a static net sized by `mac_budget` alone ("static net @ X MACs"), a random selection ("random
+    top-k @ X k")."""
     for index, row in rows.iterrows():
-        if row["method"] == "static_small" and " @ " not in row["entry"]:
-            matched = comparisons[comparisons["control_rank"] == row["rank"]]["gated"].tolist()
-            if matched:
-                options = f" [{row['entry'].split('[', 1)[1]}" if "[" in row["entry"] else ""
-                rows.at[index, "entry"] = f"static net @ {' / '.join(g.split(' ', 1)[-1] for g in matched)} MACs{options}"
+        matched = comparisons[comparisons["control_rank"] == row["rank"]]["gated"].tolist()
+        if not matched or " @ " in row["entry"]:
+            continue
+        options = f" [{row['entry'].split('[', 1)[1]}" if "[" in row["entry"] else ""
+        if row["method"] == "static_small":
+            rows.at[index, "entry"] = f"static net @ {' / '.join(matched)} MACs{options}"
+        elif _selects_at_random(row["resolved_options"]):
+            rows.at[index, "entry"] = f"random top-k @ {' / '.join(matched)} k"
     for index, comparison in comparisons.iterrows():
-        comparisons.at[index, "control"] = rows.loc[rows["rank"] == comparison["control_rank"], "entry"].iloc[0]
+        if comparison["control_rank"]:
+            comparisons.at[index, "control"] = rows.loc[rows["rank"] == comparison["control_rank"], "entry"].iloc[0]
 
 
 def input_dependence_label(row: pd.Series | Any) -> str:
@@ -354,7 +416,7 @@ def input_dependence_label(row: pd.Series | Any) -> str:
         return "random by design (control)"
     if not row["gated"]:
         return "no gates (static)"
-    shares = (f"on {100 * row['share_on']:.0f} % · cond. {100 * row['share_conditional']:.0f} % · "
+    shares = (f"on {100 * row['share_on']:.0f} % · cond. {abs(100 * row['share_conditional']):.0f} % · "
               f"off {100 * row['share_off']:.0f} %")
     if row["static_runs"] == row["gated_runs"]:
         return f"**static** ({shares})"

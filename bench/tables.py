@@ -78,6 +78,10 @@ def board_markdown(board: Board, select_on: str | None, evals: list[EvalLatency]
         parts += ["This board has no dense row: MAC savings are against the backbone's counted dense MACs "
                   "(from the records), and no dense score is shown to compare with.", ""]
     parts += [display_frame(board, select_on, evals).to_markdown(index=False), ""]
+    silent = [f"#{row['rank']} {row['entry']}: {row['zero_loss_terms']}" for _, row in board.rows.iterrows()
+              if row["zero_loss_terms"]]
+    if silent:
+        parts += ["Loss terms that stayed exactly 0 for the whole run (they never acted): " + "; ".join(silent) + ".", ""]
     if len(board.comparisons):
         parts += ["## Matched controls", "", comparisons_frame(board).to_markdown(index=False), ""]
     parts += [f"![{name}]({file})" for name, file in images.items()] + [""]

@@ -21,9 +21,9 @@ from bench.tables import write_tables
 def fake_record(method: str, seed: int, accuracy: float, macs: float, dense: int = 1000,
                 rates: dict[str, float] | None = None, *, val: float | None = None, backbone: str = "resnet8",
                 profile: str = "standard", dataset: str = "digits", options: dict | None = None,
-                macs_std: float = 0.0, extra_metrics: dict | None = None) -> RunRecord:
+                macs_std: float = 0.0, extra_metrics: dict | None = None, preset: str = "default") -> RunRecord:
     spec = RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, profile=profile, epochs=1,
-                   method_options=options or {})
+                   method_options=options or {}, preset=preset)
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash="x", seeds={"init": seed},
         data={"source": "bundled", "test": 360, "test_used": 360, "train_used": 1000}, curve=[], train_seconds=2.0,
@@ -326,3 +326,46 @@ def test_noise_measured_between_two_folders_is_quoted_on_the_quick_board(tmp_pat
     assert "Measured cross-machine noise (2 threads vs 1): |Δ test| median 1.00, max 3.00 points over 3 runs" in board
     with pytest.raises(DynBenchError, match="no run .* has a twin"):
         write_noise(here, tmp_path / "empty", "nothing")
+
+
+def test_all_on_random_top_k_and_per_gate_rates_from_the_records_main_writes(results_dir):
+    """Fields `dynbench run` writes since the §7 controls: `all_on` (the trained model with every gate on),
+    MID-L's `random_topk` preset (paired with midl of the same seed), `val_exec_rate_per_gate`,
+    `zero_loss_terms`."""
+    for seed, gain in enumerate([0.04, 0.05, 0.06]):
+        all_on = {"val": {"accuracy": 0.5}, "test": {"accuracy": 0.5}}
+        per_gate = {"blocks.0": [1.0, 0.0, 1.0], "blocks.1": [1.0, 1.0, 1.0]}  # every gate always on or off: static
+        save(results_dir, fake_record("midl", seed, 0.90 + gain, 600, rates={"blocks.0": 0.66, "blocks.1": 1.0},
+                                      extra_metrics={"all_on": all_on, "val_exec_rate_per_gate": per_gate,
+                                                     "zero_loss_terms": ["cost"]}))
+        save(results_dir, fake_record("midl", seed, 0.90, 600, preset="random_topk", rates={"blocks.0": 0.66}))
+        save(results_dir, fake_record("dense", seed, 0.93, 1000))
+    write_tables(results_dir)
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    comparisons = page.split("## Matched controls")[1]
+    all_on_row = next(r for r in comparisons.splitlines() if "all gates on (the same trained model)" in r)
+    top_k_row = next(r for r in comparisons.splitlines() if "random top-k @ midl k" in r)
+    assert "45.00 [" in all_on_row and "| better " in all_on_row
+    assert "5.00 [" in top_k_row and "| better " in top_k_row and "3 (0, 1, 2)" in top_k_row
+    midl_row = next(r for r in page.splitlines() if r.startswith("|") and "| midl " in r)
+    assert "**static** (on 83 % · cond. 0 % · off 17 %)" in midl_row  # 6 per-gate rates, not the unit mean 0.66
+    assert "Loss terms that stayed exactly 0 for the whole run (they never acted): #1 midl: cost." in page
+
+
+def test_a_control_is_stale_when_the_run_it_matches_was_retrained(results_dir):
+    from bench import registry
+    from bench.records import code_hash
+    from bench.train import plugin_file
+
+    current = code_hash(plugin_file(registry.get_method("random_gate")), plugin_file(registry.get_dataset("digits")))
+    gated = fake_record("learned", 0, 0.9, 500, rates={"blocks.0": 0.5})
+    gated_path = save(results_dir, gated)
+    for code, seed in (("x", 0), ("retrained-since", 1)):  # the summary of what was matched, as random_gate writes it
+        control = fake_record("random_gate", seed, 0.9, 500, rates={"blocks.0": 0.5},
+                              options={"match_record": str(gated_path), "keep_rate": 0.5 + seed / 10},
+                              extra_metrics={"matched_record": {"spec_hash": gated.spec_hash, "code_hash": code}})
+        save(results_dir, dataclasses.replace(control, code_hash=current))
+    write_tables(results_dir)
+    board = board_csv(results_dir).set_index("entry")
+    assert not board.loc["random gates @ learned rates [keep_rate=0.5]", "stale"]
+    assert board.loc["random gates @ learned rates [keep_rate=0.6]", "stale"]
