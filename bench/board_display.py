@@ -19,8 +19,8 @@ FRONT_RULE = ("Front: 'front' = no other row has at most its MACs and at least i
               "strictly better); otherwise 'dominated by #k' names the best-scoring row that dominates it; "
               "'(within CI)' = the two rows' test intervals overlap, or one of them has a single seed.")
 STATIC_RULE = ("Input dependence: shares of gates always on (> 99 % of inputs), conditional, always off (< 1 %), over "
-               "all gates of all units (a block gate is one gate; from the record's input_dependence, its gate_share_*, "
-               "or its per-unit execution rates); **static** = no gate decides differently between inputs in any "
+               "all gates of all units (a block gate is one gate; from the record's input_dependence, else its "
+               "val_exec_rate_per_gate, else gate_share_*, else its per-unit execution rates); **static** = no gate decides differently between inputs in any "
                "seed: a pruned network, not conditional computation. MACs σ = per-input spread of executed MACs.")
 CONTROL_RULE = ("Controls: each gated row against the controls matched to it (random gates at its validation rates, "
                 "a static net at its MACs, random top-k at its k, and all gates on: the same trained model with every "
@@ -105,7 +105,8 @@ def notes() -> list[str]:
     return [RANK_RULE, CI_RULE, FRONT_RULE, STATIC_RULE, CONTROL_RULE, COUNTING_RULE, LATENCY_RULE,
             "'test n' in the title = test examples scored (the quick profile scores a fixed random subset, the same "
             "for every run); a board holds runs of one dataset, backbone, profile, schedule and test subset; MAC "
-            "savings are against that board's dense row; 'stale' = the code changed since the run."]
+            "savings are against that board's dense row; 'stale' = the code changed since the run (or, for a control, "
+            "the run it matches was retrained since)."]
 
 
 def compact_frame(board: Board, select_on: str | None) -> pd.DataFrame:
