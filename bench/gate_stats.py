@@ -67,12 +67,12 @@ def input_dependence(trace: GateTrace) -> dict[str, object]:
     may be chosen on it): per gate, the share of inputs for which it is on; over all gates of all units
     (a block gate counts as one gate) the shares of always-on / conditional / always-off gates; per input
     the number of executed gates (its spread over inputs); and `static`: every gate decides the same for
-    every input (a pruned network, not conditional computation). A trace with no gated unit is static."""
+    every input (a pruned network, not conditional computation). A trace with no gated unit is static.
+    Each gate's own on-share is `per_gate_rates` (records keep it as `val_exec_rate_per_gate`)."""
     units = trace.units()
     if not units:
         return {"gates": 0, "gate_share_always_on": 0.0, "gate_share_conditional": 0.0, "gate_share_always_off": 0.0,
-                "static": True, "executed_gates": {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0},
-                "on_share_per_gate": {}}
+                "static": True, "executed_gates": {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}}
     rates = {unit: per_gate_rates(trace, unit) for unit in units}
     pooled = torch.cat(list(rates.values()))
     per_input = sum(trace.stacked(unit).reshape(len(trace.stacked(unit)), -1).sum(1) for unit in units).double()
@@ -83,5 +83,4 @@ def input_dependence(trace: GateTrace) -> dict[str, object]:
         "static": bool(((pooled == 0) | (pooled == 1)).all()),  # strict: not one input differs from the rest
         "executed_gates": {"mean": float(per_input.mean()), "std": float(per_input.std(unbiased=False)),
                            "min": float(per_input.min()), "max": float(per_input.max())},
-        "on_share_per_gate": {unit: [round(float(r), 6) for r in rate] for unit, rate in rates.items()},
     }

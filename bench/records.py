@@ -79,7 +79,8 @@ class RunRecord:
         return RunSpec(**self.spec)
 
 
-REPORTING_MODULES = ("tables.py", "plots.py", "report.py")  # read records, never produce them
+REPORTING_MODULES = ("tables.py", "plots.py", "report.py", "boards.py", "board_display.py", "stats.py", "eval_latency.py",
+                     "noise.py")  # read records, never produce them
 
 
 def code_hash(*plugin_files: str | os.PathLike) -> str:

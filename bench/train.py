@@ -20,7 +20,7 @@ from bench import DynBenchError, registry
 from bench.backbones import build_backbone
 from bench.data import SPLIT_SEED, BatchPipeline, fixed_subset, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
-from bench.gate_stats import per_gate_rates
+from bench.gate_stats import input_dependence, per_gate_rates
 from bench.gates import GateTrace
 from bench.latency import measure_latency
 from bench.macs import count_macs, count_params, executed_macs
@@ -177,6 +177,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         metrics["val_executed_macs"] = dataclasses.asdict(executed_macs(model, example, val_trace, dense_macs))
         metrics["val_exec_rate_per_gate"] = {unit: per_gate_rates(val_trace, unit).tolist() for unit in val_trace.units()}
         metrics["val_extra_metrics"] = method.extra_metrics(model, example, val_trace)
+        metrics["input_dependence"] = input_dependence(val_trace)
         metrics["all_on"] = all_on
         metrics["latency"] = realized_latency(model, pipeline(test_split.x[:LATENCY_SAMPLES]).cpu())
     metrics["zero_loss_terms"] = zero_loss_terms(curve)

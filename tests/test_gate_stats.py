@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.gate_stats import input_dependence
+from bench.gate_stats import input_dependence, per_gate_rates
 from bench.gates import GateTrace
 
 
@@ -33,7 +33,8 @@ def test_a_gate_that_differs_between_inputs_makes_it_conditional():
     channels = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
     report = input_dependence(trace_of(block=block, channels=channels))
     assert report["static"] is False
-    assert report["on_share_per_gate"] == {"block": [0.75], "channels": [1.0, 0.25]}
+    trace = trace_of(block=block, channels=channels)
+    assert {unit: per_gate_rates(trace, unit).tolist() for unit in trace.units()} == {"block": [0.75], "channels": [1.0, 0.25]}
     assert report["gate_share_conditional"] == pytest.approx(2 / 3)
     assert report["gate_share_always_on"] == pytest.approx(1 / 3)
     per_input = torch.tensor([3.0, 1.0, 2.0, 2.0])  # executed gates of each input

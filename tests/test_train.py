@@ -164,6 +164,7 @@ def test_a_gated_run_records_validation_figures_for_choices_and_the_all_on_contr
         assert len(rates) > 1 and abs(sum(rates) / len(rates) - metrics["val_exec_rate_per_unit"][unit]) < 1e-6
     assert metrics["val_executed_macs"]["dense"] == metrics["dense_macs"]
     assert "gate_share_conditional" in metrics["val_extra_metrics"]
+    assert metrics["input_dependence"]["gates"] == sum(len(r) for r in metrics["val_exec_rate_per_gate"].values())
     all_on = metrics["all_on"]
     assert set(all_on) == {"val", "test"} and 0 <= all_on["test"]["accuracy"] <= 1
     assert set(metrics["zero_loss_terms"]) <= {key[len("loss_"):] for key in record.curve[0] if key.startswith("loss_")}
