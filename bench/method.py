@@ -1,6 +1,7 @@
 """The method plugin interface: how a dynamic-computation method hooks into the one training loop."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,12 +48,15 @@ class Method:
         if unknown:
             known = ", ".join(self.options) or "none"
             raise DynBenchError(f"method '{self.name}' has no option {', '.join(unknown)}; options: {known}")
+        for key in overrides:
+            check_option_type(self.name, key, overrides[key], self.options[key])
         self.preset = preset
         self.config = config
         self.validate()
 
     def validate(self) -> None:
-        """Raise `DynBenchError` for option values that make no sense (negative budgets, rates > 1)."""
+        """Raise `DynBenchError` for option values that make no sense (negative budgets, rates > 1).
+        Types are already checked against each option's default (`check_option_type`)."""
 
     def build(self, backbone: nn.Module) -> nn.Module:
         """Wrap the backbone's residual blocks with this method's gates; the dense method returns it as is."""
@@ -70,3 +74,27 @@ class Method:
         `trace` is the test split's eval-mode gate trace, `example` a batch of one input (for MAC
         counts). Paper-style metrics (SkipNet's computation %, CosineGate's `macs_nominal`) go here."""
         return {}
+
+
+def check_option_type(method: str, key: str, value: Any, default: Any) -> None:
+    """A `DynBenchError` unless `value` has the type of the option's default: a number for a float (an int
+    will do), an int for an int, a bool for a bool (never a number), a string for a string, a list for a
+    list or tuple. A default of None admits anything; the method's `validate()` checks that."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        expected = "a finite number"
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, expected = isinstance(value, (list, tuple)), "a list"
+    else:
+        ok, expected = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise DynBenchError(f"method '{method}': option '{key}' must be {expected} (default {default!r}), "
+                            f"not {value!r}; e.g. --option {key}={default!r}")
