@@ -114,6 +114,15 @@ def discover(force: bool = False) -> None:
                 _broken[kind][entry_point.name] = BrokenPlugin(entry_point.name, f"entry point {entry_point.value}", _one_line(exc))
 
 
+def rediscover() -> None:
+    """Forget every plugin and discover again (a suite worker whose plugin path differs from its fork
+    server's: a plugin of the same name from another folder must replace, not clash with, the old one)."""
+    for table in (_registered, _broken, _origin):
+        for kind in KINDS:
+            table[kind].clear()
+    discover(force=True)
+
+
 def _load_file(kind: str, path: Path) -> None:
     module_name = f"{PRIVATE_NAMESPACE}.{kind}.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)

@@ -230,17 +230,41 @@ def claim_run(results_dir: Path, spec: RunSpec) -> Iterator[str | None]:
 
 # ---- worker processes: isolated crashes, and no worker outliving its suite ----
 
-def _init_worker(threads: int, parent_pid: int) -> None:
+def _init_worker(threads: int, suite_pid: int, plugin_path: str) -> None:
     torch.set_num_threads(threads)
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()
+    if os.environ.get(registry.PLUGIN_PATH_ENV, "") != plugin_path:  # the fork server may predate the suite's
+        os.environ[registry.PLUGIN_PATH_ENV] = plugin_path
+        registry.rediscover()
+    threading.Thread(target=_exit_with_suite, args=(suite_pid, os.getppid()), daemon=True, name="watchdog").start()
 
 
-def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
-    """Watchdog of a worker: once the suite process is gone (killed, even by SIGKILL), the worker is
-    re-parented; it then exits at once instead of finishing queued runs and blocking on a dead pipe."""
-    while os.getppid() == parent_pid:
+def _exit_with_suite(suite_pid: int, parent_pid: int, interval: float = 0.5) -> None:
+    """Watchdog of a worker: once the suite process is gone (killed, even by SIGKILL), the worker's parent
+    (the fork server, which exits with the suite) is gone too and the worker is re-parented; it then exits
+    at once instead of finishing queued runs and blocking on a dead pipe."""
+    while os.getppid() == parent_pid and _alive(suite_pid):
         time.sleep(interval)
     os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a fork server that has imported the training code once: a fresh pool (after a
+    crash) then starts in milliseconds, not the seconds a spawned interpreter needs to import torch."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["bench._forkserver"])
+    return context
 
 
 def run_suite(suite: Suite, data_root: Path, results_dir: Path, device: str | None = None, jobs: int = 1) -> int:
@@ -304,9 +328,9 @@ def _drain(source: collections.deque, width: int, report: Callable[[RunSpec, Out
     """Feed runs from `source` to a pool of `width` workers until it is empty (returns []) or the pool breaks
     (returns the runs that were in flight)."""
     threads = max(1, torch.get_num_threads() // width)
-    context = multiprocessing.get_context("spawn")
-    pool = concurrent.futures.ProcessPoolExecutor(width, mp_context=context, initializer=_init_worker,
-                                                  initargs=(threads, os.getpid()))
+    plugin_path = os.environ.get(registry.PLUGIN_PATH_ENV, "")
+    pool = concurrent.futures.ProcessPoolExecutor(width, mp_context=_worker_context(), initializer=_init_worker,
+                                                  initargs=(threads, os.getpid(), plugin_path))
     in_flight: dict[concurrent.futures.Future, RunSpec] = {}
     try:
         while source or in_flight:
