@@ -273,7 +273,8 @@ def test_5_kill_9_of_a_suite_with_two_workers_leaves_no_process_after_10_s(plugi
     marks.mkdir()
     marker = f"DYNBENCH_FAULT_TEST={uuid.uuid4().hex}"
     suite = write_suite(tmp_path, ["fault_sleeper"], seeds=(0, 1, 2, 3))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FAULT_MARKS": str(marks), marker.split("=")[0]: marker.split("=")[1]}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FAULT_MARKS": str(marks), marker.split("=")[0]: marker.split("=")[1],
+           "OMP_NUM_THREADS": "1"}
     source = plugin_dir / "methods" / "fault_sleeper.py"  # each run holds its worker for 2 minutes
     source.write_text(source.read_text().replace('{"seconds": 1.0}', '{"seconds": 120.0}'))
     suite_process = subprocess.Popen([sys.executable, "-m", "bench", "suite", str(suite), "--jobs", "2",
@@ -435,7 +436,7 @@ def test_8_a_full_disk_is_refused_before_training(plugin_dir, tmp_path):
 def test_9_two_suites_on_one_folder_train_each_run_once(plugin_dir, tmp_path):
     suite = write_suite(tmp_path, ["fault_sleeper"], seeds=(0, 1))
     results = tmp_path / "results"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # two processes on a 2-core machine
     command = [sys.executable, "-m", "bench", "suite", str(suite), "--results", str(results)]
     processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[1] for p in processes]
