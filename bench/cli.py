@@ -134,7 +134,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     failures = run_suite(load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results),
                          device=args.device, jobs=args.jobs)
     if failures:
-        print(f"{failures} run(s) failed; completed runs are kept", file=sys.stderr)
+        print(f"{failures} run(s) failed (tracebacks in {Path(args.results) / 'logs'}); completed runs are kept; "
+              "run the suite again to retry them", file=sys.stderr)
     return 1 if failures else 0
 
 

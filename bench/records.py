@@ -159,9 +159,7 @@ def load_record(path: Path) -> RunRecord:
         data = json.loads(path.read_text(), parse_constant=_reject_constant)
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {type(data).__name__}, not an object")
-        record = RunRecord(**data)
-        record.run_spec  # noqa: B018 - the spec must rebuild, or the record cannot be matched to a run
-        return record
+        return RunRecord(**data)
     except (OSError, ValueError, TypeError) as exc:
         raise CorruptRecord(f"corrupt run record {path}: {exc}; `dynbench run` or `suite` redoes that run") from None
 
