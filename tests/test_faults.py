@@ -22,10 +22,12 @@ from bench import DynBenchError, registry
 from bench.cli import main
 from bench.data import resolve_data_root
 from bench.records import load_record, record_path
-from bench.suite import claim_run, load_suite, run_suite
+from bench.suite import load_suite, run_suite
 from bench.train import make_spec, run
 from tests.fixtures.cli import REPO, run_cli
 from tests.fixtures.dataset_files import write_cifar_batches
+
+PLUGIN_PATH_ENV = "DYNBENCH_PLUGIN_PATH"  # folders of plugins the user names
 
 # Method plugins that inject one fault each (a plugin imports only from bench, as real ones do).
 FAULT_PLUGINS = {
@@ -108,7 +110,7 @@ def plugin_dir(tmp_path: Path, monkeypatch) -> Path:
     (folder / "methods").mkdir(parents=True)
     for name, source in FAULT_PLUGINS.items():
         (folder / "methods" / f"{name}.py").write_text(source)
-    monkeypatch.setenv(registry.PLUGIN_PATH_ENV, str(folder))
+    monkeypatch.setenv(PLUGIN_PATH_ENV, str(folder))
     registry.discover()
     for name in FAULT_PLUGINS:
         registry._load_file("methods", folder / "methods" / f"{name}.py")
@@ -168,7 +170,7 @@ def test_2_a_datasets_folder_in_the_working_directory_is_not_executed_nor_replac
     hostile = tmp_path / "x"
     (hostile / "datasets").mkdir(parents=True)
     (hostile / "datasets" / "mnist.py").write_text('print("ran")\nopen("executed", "w").close()\n')
-    env = {k: v for k, v in os.environ.items() if k != registry.PLUGIN_PATH_ENV}
+    env = {k: v for k, v in os.environ.items() if k != PLUGIN_PATH_ENV}
     listing = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=hostile, capture_output=True, text=True,
                              env={**env, "PYTHONPATH": str(REPO)}, timeout=300)
     assert listing.returncode == 0, listing.stderr
@@ -179,9 +181,9 @@ def test_2_a_datasets_folder_in_the_working_directory_is_not_executed_nor_replac
 def test_2_plugin_folders_are_the_project_and_the_named_ones_only(tmp_path, monkeypatch):
     (tmp_path / "methods").mkdir()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(registry.PLUGIN_PATH_ENV, raising=False)
+    monkeypatch.delenv(PLUGIN_PATH_ENV, raising=False)
     assert registry.plugin_roots() == [registry.SOURCE_ROOT]
-    monkeypatch.setenv(registry.PLUGIN_PATH_ENV, str(tmp_path))
+    monkeypatch.setenv(PLUGIN_PATH_ENV, str(tmp_path))
     assert registry.plugin_roots() == [registry.SOURCE_ROOT, tmp_path.resolve()]  # named: after the built-ins
 
 
@@ -448,6 +450,8 @@ def test_9_two_suites_on_one_folder_train_each_run_once(plugin_dir, tmp_path):
 
 
 def test_9_a_claim_is_held_while_its_holder_lives_and_free_once_it_dies(tmp_path):
+    from bench.suite import claim_run
+
     spec = make_spec("dense", "digits", profile="smoke")
     ready_read, ready_write = os.pipe()
     holder = os.fork()
