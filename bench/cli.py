@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         named = [str(Path(p).resolve()) for p in args.plugin_path]
         os.environ[registry.PLUGIN_PATH_ENV] = os.pathsep.join(named + [p for p in os.environ.get(
             registry.PLUGIN_PATH_ENV, "").split(os.pathsep) if p])
+        registry.discover(force=True)  # in case something was discovered before (main() called in-process)
     try:
         return args.func(args)
     except DynBenchError as exc:

@@ -187,6 +187,18 @@ def test_2_plugin_folders_are_the_project_and_the_named_ones_only(tmp_path, monk
     assert registry.plugin_roots() == [registry.SOURCE_ROOT, tmp_path.resolve()]  # named: after the built-ins
 
 
+def test_2_a_folder_named_with_plugin_path_is_loaded(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine" / "methods").mkdir(parents=True)
+    (tmp_path / "mine" / "methods" / "fault_raiser.py").write_text(FAULT_PLUGINS["fault_raiser"])
+    monkeypatch.setenv(PLUGIN_PATH_ENV, "")  # restored afterwards: the option sets it for suite workers
+    try:
+        assert main(["--plugin-path", str(tmp_path / "mine"), "describe", "fault_raiser"]) == 0
+        assert str(tmp_path / "mine" / "methods" / "fault_raiser.py") in capsys.readouterr().out
+    finally:
+        registry._registered["methods"].pop("fault_raiser", None)
+        registry._origin["methods"].pop("fault_raiser", None)
+
+
 # ---- 4. no data file is unpickled unchecked -------------------------------------------------------
 
 class _RunsCode:
