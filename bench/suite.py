@@ -1,7 +1,9 @@
 """Suites: TOML files listing datasets x methods (with presets) x seeds for one profile.
 
 Runs whose record exists (and is not stale) are skipped, so an interrupted suite resumes where it
-stopped; runs execute in worker processes when `jobs` > 1. Suite file format:
+stopped; runs execute in worker processes when `jobs` > 1. Each run is isolated: an exception or a dead
+worker fails that run alone (traceback in `<results>/logs/`), workers exit with the suite, and a run is
+claimed while it trains so that two suites on one results folder share the work. Suite file format:
 
     profile = "quick"                 # smoke | quick | standard | paper
     seeds = [0, 1, 2]
