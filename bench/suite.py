@@ -345,6 +345,8 @@ def _drain(source: collections.deque, width: int, report: Callable[[RunSpec, Out
                     outcome = future.result()
                 except concurrent.futures.process.BrokenProcessPool:
                     return list(in_flight.values())
+                except Exception as exc:  # e.g. an outcome that could not come back: that run fails, not the suite
+                    outcome = _failed(in_flight[future], results_dir, exc, 0.0)
                 report(in_flight.pop(future), outcome)
         return []
     finally:
