@@ -140,7 +140,7 @@ def save_record(path: Path, record: RunRecord) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(record), handle, indent=1, sort_keys=True)
+            json.dump(asdict(record), handle, indent=1, sort_keys=True, allow_nan=False)  # strict JSON: no NaN
             handle.write("\n")
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be shared and read
         os.replace(tmp, path)
