@@ -314,37 +314,35 @@ def test_5_kill_9_of_a_suite_with_two_workers_leaves_no_process_after_10_s(plugi
 
 # ---- 6. every setting checked before anything trains ----------------------------------------------
 
-BAD_RUN_SETTINGS = [
-    (["--batch-size", "-5"], "--batch-size: must be at least 1, not -5"),
-    (["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
-    (["--epochs", "0"], "--epochs: must be at least 1, not 0"),
-    (["--lr", "-1"], "--lr: must be greater than 0"),
-    (["--lr", "nan"], "--lr: must be greater than 0"),
-    (["--lr", "abc"], "--lr: must be a number, not 'abc'"),
-    (["--seed", "-1"], "--seed: must be at least 0"),
-    (["--seed", "1.5"], "--seed: must be a whole number"),
-    (["--device", "cuda:7"], "device 'cuda:7' is not available on this machine"),
-    (["--device", "tpu"], "unknown device 'tpu'"),
-    (["--method", "convnet_aig", "--option", "weight=abc"], "option 'weight' must be a finite number (default 2.0), not 'abc'"),
-    (["--method", "skipnet", "--option", "alpha=abc"], "option 'alpha' must be a finite number (default 0.1), not 'abc'"),
-    (["--method", "midl", "--option", "rho=abc"], "option 'rho' must be a finite number (default 0.45), not 'abc'"),
-    (["--method", "midl", "--option", "rho=true"], "option 'rho' must be a finite number (default 0.45), not True"),
-    (["--method", "convnet_aig", "--option", "stochastic_eval=1"], "option 'stochastic_eval' must be true or false"),
+BAD_RUN_SETTINGS = [  # (method, extra arguments, the one-line error)
+    ("dense", ["--batch-size", "-5"], "--batch-size: must be at least 1, not -5"),
+    ("dense", ["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
+    ("dense", ["--epochs", "0"], "--epochs: must be at least 1, not 0"),
+    ("dense", ["--lr", "-1"], "--lr: must be greater than 0"),
+    ("dense", ["--lr", "nan"], "--lr: must be greater than 0"),
+    ("dense", ["--lr", "abc"], "--lr: must be a number, not 'abc'"),
+    ("dense", ["--seed", "-1"], "--seed: must be at least 0"),
+    ("dense", ["--seed", "1.5"], "--seed: must be a whole number"),
+    ("dense", ["--device", "cuda:7"], "device 'cuda:7' is not available on this machine"),
+    ("dense", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("convnet_aig", ["--option", "weight=abc"], "option 'weight' must be a finite number (default 2.0), not 'abc'"),
+    ("skipnet", ["--option", "alpha=abc"], "option 'alpha' must be a finite number (default 0.1), not 'abc'"),
+    ("midl", ["--option", "rho=abc"], "option 'rho' must be a finite number (default 0.45), not 'abc'"),
+    ("midl", ["--option", "rho=true"], "option 'rho' must be a finite number (default 0.45), not True"),
+    ("convnet_aig", ["--option", "stochastic_eval=1"], "option 'stochastic_eval' must be true or false"),
 ]
 
 
-@pytest.mark.parametrize("extra, message", BAD_RUN_SETTINGS, ids=[" ".join(a) for a, _ in BAD_RUN_SETTINGS])
-def test_6_a_bad_run_setting_is_a_one_line_error_and_nothing_trains(tmp_path, capsys, extra, message):
-    if "--device" in extra and extra[1].startswith("cuda") and torch.cuda.device_count() > 7:
+@pytest.mark.parametrize("method, extra, message", BAD_RUN_SETTINGS,
+                         ids=[f"{m} {' '.join(a)}" for m, a, _ in BAD_RUN_SETTINGS])
+def test_6_a_bad_run_setting_is_a_one_line_error_and_nothing_trains(tmp_path, capsys, method, extra, message):
+    if extra[0] == "--device" and torch.cuda.device_count() > 7:
         pytest.skip("this machine has 8 GPUs")
-    argv = ["run", "--method", "dense", "--dataset", "digits", "--profile", "smoke", "--results", str(tmp_path / "r")]
-    if "--method" in extra:
-        argv[2] = extra[extra.index("--method") + 1]
-        extra = [a for i, a in enumerate(extra) if a != "--method" and (i == 0 or extra[i - 1] != "--method")]
-    status, err = cli(capsys, *argv, *extra)
+    status, err = cli(capsys, "run", "--method", method, "--dataset", "digits", "--profile", "smoke",
+                      "--results", str(tmp_path / "r"), *extra)
     assert status == 2 and message in err
     assert err.strip().count("\n") == 0, err
-    assert not (tmp_path / "r" / "runs").exists() or not list((tmp_path / "r" / "runs").glob("*.json"))
+    assert not list(tmp_path.glob("r/runs/*.json"))
 
 
 BAD_SUITES = [
@@ -365,7 +363,7 @@ def test_6_a_bad_suite_file_is_refused_before_the_first_run(tmp_path, capsys, li
     path.write_text("".join(f"{k} = {v}\n" for k, v in values.items()))
     status, err = cli(capsys, "suite", str(path), "--results", str(tmp_path / "r"))
     assert status == 2 and message in err and "bad.toml:" in err and err.strip().count("\n") == 0
-    assert not (tmp_path / "r" / "runs").exists() or not list((tmp_path / "r" / "runs").glob("*.json"))
+    assert not list(tmp_path.glob("r/runs/*.json"))
 
 
 def test_6_jobs_zero_and_bad_spec_values_through_the_api(tmp_path, capsys):
