@@ -189,7 +189,7 @@ def _failed(spec: RunSpec, results_dir: Path, exc: BaseException | str, seconds:
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"{spec.label}\nspec {json.dumps(spec.to_dict(), sort_keys=True)}\n\n{details}\n")
-        where = f" (traceback in {log})"
+        where = f" ({'traceback' if isinstance(exc, BaseException) else 'log'} in {log})"
     except OSError as write_error:  # the results folder itself may be what failed
         print(details, file=sys.stderr)
         where = f" (no log: {write_error.strerror or write_error}; traceback above)"
@@ -344,10 +344,13 @@ def _drain(source: collections.deque, width: int, report: Callable[[RunSpec, Out
                 try:
                     outcome = future.result()
                 except concurrent.futures.process.BrokenProcessPool:
+                    pool.shutdown(wait=True)  # its workers are gone; waiting releases its queues cleanly
                     return list(in_flight.values())
                 except Exception as exc:  # e.g. an outcome that could not come back: that run fails, not the suite
                     outcome = _failed(in_flight[future], results_dir, exc, 0.0)
                 report(in_flight.pop(future), outcome)
-        return []
-    finally:
+    except BaseException:  # Ctrl-C: do not wait for the runs in flight
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return []
