@@ -49,7 +49,7 @@ class Method:
             known = ", ".join(self.options) or "none"
             raise DynBenchError(f"method '{self.name}' has no option {', '.join(unknown)}; options: {known}")
         for key in overrides:
-            check_option_type(self.name, key, overrides[key], self.options[key])
+            check_option_type(f"method '{self.name}'", key, overrides[key], self.options[key])
         self.preset = preset
         self.config = config
         self.validate()
@@ -76,7 +76,7 @@ class Method:
         return {}
 
 
-def check_option_type(method: str, key: str, value: Any, default: Any) -> None:
+def check_option_type(owner: str, key: str, value: Any, default: Any, flag: str = "--option") -> None:
     """A `DynBenchError` unless `value` has the type of the option's default: a number for a float (an int
     will do), an int for an int, a bool for a bool (never a number), a string for a string, a list for a
     list or tuple. A default of None admits anything; the method's `validate()` checks that."""
@@ -96,5 +96,5 @@ def check_option_type(method: str, key: str, value: Any, default: Any) -> None:
     else:
         ok, expected = isinstance(value, type(default)), type(default).__name__
     if not ok:
-        raise DynBenchError(f"method '{method}': option '{key}' must be {expected} (default {default!r}), "
-                            f"not {value!r}; e.g. --option {key}={default!r}")
+        raise DynBenchError(f"{owner}: option '{key}' must be {expected} (default {default!r}), "
+                            f"not {value!r}; e.g. {flag} {key}={default!r}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import inspect
 import math
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -17,13 +19,13 @@ from torch import nn
 from tqdm import tqdm
 
 from bench import DynBenchError, registry
-from bench.backbones import build_backbone
+from bench.backbones import ALIASES, FAMILIES, build_backbone
 from bench.data import SPLIT_SEED, BatchPipeline, fixed_subset, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
 from bench.gates import GateTrace
 from bench.latency import measure_latency
 from bench.macs import count_macs, count_params, executed_macs
-from bench.method import Method, StepContext
+from bench.method import Method, StepContext, check_option_type
 from bench.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_accuracy
 from bench.profiles import PROFILES
 from bench.records import (CorruptRecord, RunRecord, RunSpec, check_results_writable, code_hash, hardware_info,
@@ -53,11 +55,24 @@ def make_spec(method: str, dataset: str, profile: str = "quick", seed: int = 0, 
     if backbone is None:  # the dataset's backbone, as its profile override adjusts it (e.g. a smaller net in `quick`)
         backbone = profile_backbone or dataset_cls.backbone
         backbone_options = {**dataset_cls.backbone_options, **profile_backbone_options, **(backbone_options or {})}
+    check_backbone_options(backbone, backbone_options or {})
     spec = RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, preset=preset,
                    method_options=dict(method_options or {}), backbone_options=dict(backbone_options or {}),
                    profile=profile, **values)
     spec.check()
     return spec
+
+
+def check_backbone_options(name: str, options: dict[str, Any]) -> None:
+    """Backbone options checked by name and by the type of the constructor's default, before anything trains."""
+    family = next((fam for pattern, (fam, _) in ALIASES.items() if re.fullmatch(pattern, name)), name)
+    if family not in FAMILIES:
+        return  # build_backbone names an unknown backbone, with a suggestion
+    parameters = dict(list(inspect.signature(FAMILIES[family]).parameters.items())[2:])  # after in_shape, num_classes
+    for key, value in options.items():
+        if key not in parameters:
+            raise DynBenchError(f"backbone '{name}' has no option '{key}'; options: {', '.join(parameters)}")
+        check_option_type(f"backbone '{name}'", key, value, parameters[key].default, flag="--backbone-option")
 
 
 def derive_seed(master: int, axis: str) -> int:

@@ -321,6 +321,8 @@ BAD_RUN_SETTINGS = [  # (method, extra arguments, the one-line error)
     ("dense", ["--lr", "-1"], "--lr: must be greater than 0"),
     ("dense", ["--lr", "nan"], "--lr: must be greater than 0"),
     ("dense", ["--lr", "abc"], "--lr: must be a number, not 'abc'"),
+    ("dense", ["--backbone-option", "width=abc"], "backbone 'resnet8': option 'width' must be an integer"),
+    ("dense", ["--backbone-option", "widht=8"], "backbone 'resnet8' has no option 'widht'"),
     ("dense", ["--seed", "-1"], "--seed: must be at least 0"),
     ("dense", ["--seed", "1.5"], "--seed: must be a whole number"),
     ("dense", ["--device", "cuda:7"], "device 'cuda:7' is not available on this machine"),
