@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import bench
 from bench import DynBenchError, registry
 
 DESCRIPTION = "DynBench: train, measure and compare dynamic-computation methods on shared backbones and data."
@@ -25,6 +28,65 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             options[key] = raw
     return options
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors: `dynbench run: error: argument --lr: ...` (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def whole_number(minimum: int):
+    """argparse type: an int of at least `minimum`, refused at parse time with a one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+    return parse
+
+
+def number(low: float, high: float = math.inf, low_open: bool = False):
+    """argparse type: a finite float in [low, high] (or (low, high] when `low_open`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, not '{text}'") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            bound = f"{'(' if low_open else '['}{low:g}, {high:g}]" if high < math.inf else \
+                f"{'greater than' if low_open else 'at least'} {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {'in ' if high < math.inf else ''}{bound}, not '{text}'")
+        return value
+    return parse
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    """A method's options with their defaults and every preset's values (or a dataset's settings)."""
+    if args.name in registry.available("methods") or args.name not in registry.available("datasets"):
+        cls = registry.get_method(args.name)
+        print(f"method {cls.name}: {cls.description}\n  defined in {sys.modules[cls.__module__].__file__}")
+        print("options (default; set with --option KEY=VALUE):")
+        for key, default in cls.options.items():
+            print(f"  {key:<18} {default!r}")
+        if not cls.options:
+            print("  (none)")
+        print("presets (--preset NAME; the options each one sets):")
+        for name, values in cls.presets.items():
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the defaults"
+            print(f"  {name:<18} {shown}")
+        return 0
+    cls = registry.get_dataset(args.name)
+    print(f"dataset {cls.name}: {cls.description}\n  defined in {sys.modules[cls.__module__].__file__}")
+    print(f"  task {cls.task}, {cls.num_classes} classes, primary metric {cls.primary_metric}, backbone {cls.backbone} "
+          f"{cls.backbone_options or ''}".rstrip())
+    for profile, values in cls.profile_overrides.items():
+        print(f"  profile {profile}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -72,7 +134,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     failures = run_suite(load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results),
                          device=args.device, jobs=args.jobs)
     if failures:
-        print(f"{failures} run(s) failed; completed runs are kept", file=sys.stderr)
+        print(f"{failures} run(s) failed (tracebacks in {Path(args.results) / 'logs'}); completed runs are kept; "
+              "run the suite again to retry them", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -104,8 +167,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynbench", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="dynbench", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"dynbench {bench.__version__}")
+    parser.add_argument("--plugin-path", action="append", default=[], metavar="DIR",
+                        help="also load plugins from DIR/methods and DIR/datasets (repeatable; like "
+                             f"${registry.PLUGIN_PATH_ENV}); the working directory is never searched unless named")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def common(sub: argparse.ArgumentParser, data: bool = True) -> None:
         sub.add_argument("--results", default="results", help="results folder (records in <results>/runs); default ./results")
@@ -118,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
     sub.set_defaults(func=cmd_list)
 
+    sub = commands.add_parser("describe", help="show a method's options with their defaults, and its presets",
+                              description="Show a method's options (with defaults) and each preset's values, or a "
+                                          "dataset's settings.")
+    sub.add_argument("name", help="method (or dataset) name, see `dynbench list`")
+    sub.set_defaults(func=cmd_describe)
+
     sub = commands.add_parser("run", help="train and evaluate one method on one dataset",
                               description="Train and evaluate one method on one dataset and write its run record. An "
                                           "existing record of the same spec is reused unless --force.")
@@ -128,11 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--backbone", help="backbone name, e.g. resnet20 (default: the dataset's)")
     sub.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option (repeatable)")
     sub.add_argument("--profile", default="quick", help="smoke | quick | standard | paper (default quick)")
-    sub.add_argument("--epochs", type=int, help="override the profile's epochs")
-    sub.add_argument("--batch-size", type=int, help="override the profile's batch size")
-    sub.add_argument("--lr", type=float, help="override the profile's learning rate")
+    sub.add_argument("--epochs", type=whole_number(1), help="override the profile's epochs")
+    sub.add_argument("--batch-size", type=whole_number(1), help="override the profile's batch size")
+    sub.add_argument("--lr", type=number(0.0, low_open=True), help="override the profile's learning rate")
     sub.add_argument("--optimizer", choices=["sgd", "adamw"], help="override the profile's optimizer")
-    sub.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    sub.add_argument("--seed", type=whole_number(0), default=0, help="master seed (default 0)")
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sub.add_argument("--force", action="store_true", help="retrain even if a record exists")
     common(sub)
@@ -142,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run every run of a suite (TOML) that has no record yet; interrupted suites "
                                           "resume where they stopped.")
     sub.add_argument("suite", help="suite name in bench/suites (e.g. quick) or a path to a .toml file")
-    sub.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
+    sub.add_argument("--jobs", type=whole_number(1), default=1, help="runs in parallel worker processes (default 1)")
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     common(sub)
     sub.set_defaults(func=cmd_suite)
@@ -235,7 +308,7 @@ def add_backbone_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--backbone", help="backbone name, e.g. resnet20 (default: the dataset's)")
         sub.add_argument("--dataset", help="dataset whose input shape and classes to use (see `dynbench list`)")
         sub.add_argument("--input-shape", help="per-sample input shape instead of --dataset, e.g. 3,32,32 or 256")
-        sub.add_argument("--num-classes", type=int, help="number of classes instead of --dataset")
+        sub.add_argument("--num-classes", type=whole_number(1), help="number of classes instead of --dataset")
         sub.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
                          help="backbone option (repeatable), e.g. width=32")
         sub.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA, else ./data)")
@@ -252,20 +325,25 @@ def add_backbone_commands(commands: argparse._SubParsersAction) -> None:
                                           "against the dense backbone (median of --repeats after --warmup).")
     backbone_args(sub)
     sub.add_argument("--gate", choices=["block", "channel"], default="block", help="gate whole blocks or channels")
-    sub.add_argument("--keep-rate", type=float, default=0.5, help="probability that a unit runs (default 0.5)")
+    sub.add_argument("--keep-rate", type=number(0.0, 1.0), default=0.5, help="probability that a unit runs (default 0.5)")
     sub.add_argument("--mode", action="append", choices=["skip-b1", "gather", "masked"],
                      help="execution mode (repeatable; default skip-b1 and gather)")
-    sub.add_argument("--batch-size", type=int, default=64, help="batch size of gather/masked passes (default 64)")
-    sub.add_argument("--samples", type=int, default=16, help="samples timed one by one in skip-b1 (default 16)")
-    sub.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    sub.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
-    sub.add_argument("--warmup", type=int, default=1, help="untimed warm-up passes (default 1)")
-    sub.add_argument("--seed", type=int, default=0, help="seed of inputs and gate draws (default 0)")
+    sub.add_argument("--batch-size", type=whole_number(1), default=64, help="batch size of gather/masked passes (default 64)")
+    sub.add_argument("--samples", type=whole_number(1), default=16, help="samples timed one by one in skip-b1 (default 16)")
+    sub.add_argument("--threads", type=whole_number(1), default=1, help="intra-op threads (default 1)")
+    sub.add_argument("--repeats", type=whole_number(1), default=5, help="timed repeats; the median is reported (default 5)")
+    sub.add_argument("--warmup", type=whole_number(0), default=1, help="untimed warm-up passes (default 1)")
+    sub.add_argument("--seed", type=whole_number(0), default=0, help="seed of inputs and gate draws (default 0)")
     sub.set_defaults(func=cmd_latency)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.plugin_path:  # through the environment, so suite worker processes find the same plugins
+        named = [str(Path(p).resolve()) for p in args.plugin_path]
+        os.environ[registry.PLUGIN_PATH_ENV] = os.pathsep.join(named + [p for p in os.environ.get(
+            registry.PLUGIN_PATH_ENV, "").split(os.pathsep) if p])
+        registry.discover(force=True)  # in case something was discovered before (main() called in-process)
     try:
         return args.func(args)
     except DynBenchError as exc:

@@ -161,7 +161,8 @@ def save_cache(entry: CacheEntry, train: TensorSplit, test: TensorSplit, source:
         _atomic_write(entry.tensors, lambda f: torch.save(tensors, f))
         meta = {"format": CACHE_FORMAT, "fingerprint": entry.fingerprint, "source": source,
                 "sizes": {"train": len(train), "test": len(test)},
-                "shapes": {"x": list(train.x.shape[1:]), "y": list(train.y.shape[1:])}, "dtype": str(train.x.dtype)}
+                "shapes": {"x": list(train.x.shape[1:]), "y": list(train.y.shape[1:])}, "dtype": str(train.x.dtype),
+                "bytes": entry.tensors.stat().st_size}
         _atomic_write(entry.meta, lambda f: f.write(json.dumps(meta, indent=1).encode()))
     except OSError as exc:
         print(f"dynbench: could not write the cache {entry.tensors} ({exc}); set ${CACHE_ENV} to a writable folder",
@@ -200,12 +201,31 @@ def dataset_status(plugin: DatasetPlugin, root: Path) -> DatasetStatus:
     if not plugin.cache:
         sizes = {"train": len(plugin.load(root, "train")), "test": len(plugin.load(root, "test"))}
         return DatasetStatus(plugin.name, True, availability.detail, sizes, "not cached (bundled)")
+    try:  # say only what was checked: the files' checksums, now
+        checked = plugin.check_files(root)
+    except DynBenchError as exc:
+        return DatasetStatus(plugin.name, False, f"{availability.detail}, but {exc}", None, "-")
+    detail = f"{availability.detail} ({checked})" if checked else availability.detail
     entry = cache_entry(plugin, root, availability.detail)
     meta = read_cache_meta(entry)
     if meta is not None:
-        return DatasetStatus(plugin.name, True, availability.detail, meta["sizes"], f"cached at {entry.tensors}")
+        if not tensors_file_is_sound(entry.tensors, meta):
+            return DatasetStatus(plugin.name, True, detail, None, f"corrupt ({entry.tensors}), rebuilt on next use")
+        return DatasetStatus(plugin.name, True, detail, meta["sizes"], f"cached at {entry.tensors}")
     state = "stale, rebuilt on next use" if entry.meta.exists() else "not built"
-    return DatasetStatus(plugin.name, True, availability.detail, None, state)
+    return DatasetStatus(plugin.name, True, detail, None, state)
+
+
+def tensors_file_is_sound(path: Path, meta: dict) -> bool:
+    """Whether a cache's tensor file is a torch zip archive of the size written (cheap: no tensor is read;
+    loading it is still `weights_only`, so a bad file can only fail, never run code)."""
+    try:
+        if "bytes" in meta and path.stat().st_size != meta["bytes"]:
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def describe_sizes(sizes: dict[str, int] | None, val_fraction: float) -> str:

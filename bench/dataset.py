@@ -84,6 +84,11 @@ class DatasetPlugin:
         """Are the files present under `root`? Override for datasets that need files."""
         return Availability(True, "bundled")
 
+    def check_files(self, root: Path) -> str:
+        """Verify the source files now (e.g. checksums) for `dynbench data list`; return what was checked
+        ('' for nothing), raise `DynBenchError` for a file that fails."""
+        return ""
+
     def download(self, root: Path) -> None:
         raise DynBenchError(f"dataset '{self.name}' cannot be downloaded by DynBench: {self.availability(root).detail}")
 

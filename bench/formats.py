@@ -76,10 +76,10 @@ def read_cifar_batches(paths: Sequence[Path], label_key: str) -> TensorSplit:
         require_file(path, "put the extracted official archive there or run `dynbench data download`")
         try:
             with path.open("rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+                batch = safe_unpickle(f, path)
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             targets = np.asarray(batch[label_key.encode()], dtype=np.int64)
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
             raise DynBenchError(f"{path} is truncated or not a CIFAR batch ({type(exc).__name__}: {exc}): "
                                 "delete the folder and extract the official archive again") from None
         if len(data) != len(targets):
@@ -90,13 +90,41 @@ def read_cifar_batches(paths: Sequence[Path], label_key: str) -> TensorSplit:
 
 
 def read_pickle_names(path: Path, key: str) -> list[str]:
-    """Class names from a CIFAR meta pickle (`batches.meta` / `meta`)."""
+    """Class names from a CIFAR meta pickle (`batches.meta` / `meta`): a dict whose `key` lists names."""
     require_file(path, "extract the official archive again")
     try:
         with path.open("rb") as f:
-            return [n.decode() if isinstance(n, bytes) else str(n) for n in pickle.load(f, encoding="bytes")[key.encode()]]
-    except (pickle.UnpicklingError, EOFError, KeyError) as exc:
-        raise DynBenchError(f"{path} is not a CIFAR meta file ({exc}): extract the archive again") from None
+            meta = safe_unpickle(f, path)
+        names = meta[key.encode()] if isinstance(meta, dict) else None
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+            raise ValueError(f"expected a dict whose {key!r} lists class names, found {type(meta).__name__}")
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise DynBenchError(f"{path} is not a CIFAR meta file ({type(exc).__name__}: {exc}): extract the archive again") from None
+
+
+# What a CIFAR pickle may reference: numpy's array reconstruction and byte decoding, nothing that runs code.
+SAFE_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # protocol 2 stores bytes through _codecs.encode
+}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain data (dicts, lists, bytes, str, numbers) and numpy arrays only: any other global a
+    crafted file names (os.system, builtins.eval, ...) is refused before it can be called."""
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) in SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a data file may hold only arrays and "
+                                     "plain values (this one could run code)")
+
+
+def safe_unpickle(file, path: Path):
+    """`pickle.load` of a data file that cannot run code, whatever its bytes; Python 2 strings as bytes."""
+    return _DataOnlyUnpickler(file, encoding="bytes").load()
 
 
 def read_svhn_mat(path: Path) -> TensorSplit:

@@ -1,6 +1,7 @@
 """The method plugin interface: how a dynamic-computation method hooks into the one training loop."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,12 +51,15 @@ class Method:
         if unknown:
             known = ", ".join(self.options) or "none"
             raise DynBenchError(f"method '{self.name}' has no option {', '.join(unknown)}; options: {known}")
+        for key in overrides:
+            check_option_type(f"method '{self.name}'", key, overrides[key], self.options[key])
         self.preset = preset
         self.config = config
         self.validate()
 
     def validate(self) -> None:
-        """Raise `DynBenchError` for option values that make no sense (negative budgets, rates > 1)."""
+        """Raise `DynBenchError` for option values that make no sense (negative budgets, rates > 1).
+        Types are already checked against each option's default (`check_option_type`)."""
 
     def check_run(self, spec: RunSpec) -> None:
         """Raise `DynBenchError` when the options do not fit this run's setting (e.g. a control matched to
@@ -77,3 +81,27 @@ class Method:
         `trace` is the test split's eval-mode gate trace, `example` a batch of one input (for MAC
         counts). Paper-style metrics (SkipNet's computation %, CosineGate's `macs_nominal`) go here."""
         return {}
+
+
+def check_option_type(owner: str, key: str, value: Any, default: Any, flag: str = "--option") -> None:
+    """A `DynBenchError` unless `value` has the type of the option's default: a number for a float (an int
+    will do), an int for an int, a bool for a bool (never a number), a string for a string, a list for a
+    list or tuple. A default of None admits anything; the method's `validate()` checks that."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        expected = "a finite number"
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, expected = isinstance(value, (list, tuple)), "a list"
+    else:
+        ok, expected = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise DynBenchError(f"{owner}: option '{key}' must be {expected} (default {default!r}), "
+                            f"not {value!r}; e.g. {flag} {key}={default!r}")

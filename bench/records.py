@@ -4,8 +4,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -45,6 +47,20 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def check(self) -> None:
+        """A one-line `DynBenchError` for a value no run can use (zero epochs, a negative batch size, a
+        non-finite learning rate, a seed that is a bool): caught before anything trains."""
+        whole_numbers = {"epochs": 1, "batch_size": 1, "val_every": 1, "seed": 0}
+        for key, minimum in whole_numbers.items():
+            _require(key, getattr(self, key), int, minimum)
+        for key in ("max_train_examples", "max_val_examples", "max_test_examples"):
+            if getattr(self, key) is not None:
+                _require(key, getattr(self, key), int, 1)
+        _require("lr", self.lr, float, 0.0, exclusive=True)
+        _require("weight_decay", self.weight_decay, float, 0.0)
+        if self.optimizer not in ("sgd", "adamw"):
+            raise DynBenchError(f"optimizer must be sgd or adamw, not {self.optimizer!r}")
+
     @property
     def hash(self) -> str:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -54,6 +70,18 @@ class RunSpec:
     def label(self) -> str:
         preset = "" if self.preset == "default" else f":{self.preset}"
         return f"{self.method}{preset} on {self.dataset} ({self.backbone}, {self.profile}, seed {self.seed})"
+
+
+def _require(key: str, value: Any, kind: type, minimum: float, exclusive: bool = False) -> None:
+    flag = "--" + key.replace("_", "-")
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int and not (numeric and isinstance(value, int)):
+        raise DynBenchError(f"{key} ({flag}) must be a whole number, not {value!r}")
+    if kind is float and not (numeric and math.isfinite(value)):
+        raise DynBenchError(f"{key} ({flag}) must be a finite number, not {value!r}")
+    if value < minimum or (exclusive and value == minimum):
+        bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
+        raise DynBenchError(f"{key} ({flag}) must be {bound}, not {value!r}")
 
 
 @dataclass
@@ -113,7 +141,7 @@ def save_record(path: Path, record: RunRecord) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(record), handle, indent=1, sort_keys=True)
+            json.dump(asdict(record), handle, indent=1, sort_keys=True, allow_nan=False)  # strict JSON: no NaN
             handle.write("\n")
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be shared and read
         os.replace(tmp, path)
@@ -122,13 +150,69 @@ def save_record(path: Path, record: RunRecord) -> None:
         raise
 
 
+class CorruptRecord(DynBenchError):
+    """A record file that cannot be read back as a record (truncated, not JSON, other fields)."""
+
+
 def load_record(path: Path) -> RunRecord:
-    """Read one record; a corrupt or foreign file raises `DynBenchError` naming it."""
+    """Read one record; a corrupt or foreign file raises `CorruptRecord` (a `DynBenchError`) naming it."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), parse_constant=_reject_constant)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
         return RunRecord(**data)
     except (OSError, ValueError, TypeError) as exc:
-        raise DynBenchError(f"corrupt run record {path}: {exc}; delete it to rerun that run") from None
+        raise CorruptRecord(f"corrupt run record {path}: {exc}; `dynbench run` or `suite` redoes that run") from None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON (a metric that was not finite)")
+
+
+def nonfinite_metrics(metrics: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of every NaN or infinite number in a (nested) metrics dict, e.g. ['test.loss']."""
+    found = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found += nonfinite_metrics(value, f"{name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(name)
+    return found
+
+
+MIN_FREE_BYTES = 1 << 20  # a record is tens of kB; below a MiB a run would be lost at save time
+
+
+def check_results_writable(results_dir: Path) -> None:
+    """Fail now, before hours of training, if records cannot be saved under `results_dir/runs`: a file in
+    the way, a folder marked read-only (even for root, who could write anyway), or a full disk."""
+    runs = results_dir / "runs"
+    todo = "choose another --results folder or fix this one"
+    for folder in (results_dir, runs):
+        if folder.exists() and not folder.is_dir():
+            raise DynBenchError(f"results folder {folder} is a file, not a folder: {todo}")
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DynBenchError(f"cannot create the results folder {runs} ({exc.strerror or exc}): {todo}") from None
+    for folder in (results_dir, runs):
+        if not os.stat(folder).st_mode & 0o222:
+            raise DynBenchError(f"results folder {folder} is read-only: {todo}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=runs, prefix=".write-check.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            os.unlink(probe)
+        free = shutil.disk_usage(runs).free
+    except OSError as exc:
+        raise DynBenchError(f"cannot write to the results folder {runs} ({exc.strerror or exc}): {todo}") from None
+    if free < MIN_FREE_BYTES:
+        raise DynBenchError(f"the disk of the results folder {runs} is full ({free} bytes free): {todo}")
 
 
 def software_versions() -> dict[str, str]:

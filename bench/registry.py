@@ -1,5 +1,9 @@
 """Plugin registry: method and dataset plugins, found as files in `methods/` and `datasets/` or as entry points.
 
+Plugin files are searched only in the project's own folders (the checkout this package comes from), then in
+folders the user names ($DYNBENCH_PLUGIN_PATH or `dynbench --plugin-path`), never implicitly in the working
+directory: a stray `datasets/mnist.py` wherever `dynbench` is started must not run, nor replace a built-in.
+
 Plugin files are loaded by path under the private namespace `_dynbench_plugins`, so a folder named
 `datasets/` never shadows the Hugging Face `datasets` package. A plugin that fails to import becomes a
 `BrokenPlugin` with its error (shown by `dynbench list`); the rest of the suite keeps working.
@@ -63,11 +67,14 @@ def _register(kind: str, cls: T) -> T:
     return cls
 
 
+PLUGIN_PATH_ENV = "DYNBENCH_PLUGIN_PATH"
+
+
 def plugin_roots() -> list[Path]:
-    """Folders that may hold `methods/` and `datasets/`: $DYNBENCH_PLUGIN_PATH, the working directory,
-    then the source checkout this package was installed from. The first file of a given name wins."""
-    candidates = [Path(p) for p in os.environ.get("DYNBENCH_PLUGIN_PATH", "").split(os.pathsep) if p]
-    candidates += [Path.cwd(), SOURCE_ROOT]
+    """Folders that may hold `methods/` and `datasets/`: the source checkout this package was installed
+    from, then the folders named in $DYNBENCH_PLUGIN_PATH (in order). The working directory is not one
+    of them unless named. The first file of a given name wins, so a user folder cannot replace a built-in."""
+    candidates = [SOURCE_ROOT] + [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
     roots: list[Path] = []
     for root in candidates:
         root = root.resolve()
@@ -89,7 +96,11 @@ def discover(force: bool = False) -> None:
             if not folder.is_dir():
                 continue
             for path in sorted(folder.glob("*.py")):
-                if path.name.startswith("_") or (kind, path.stem) in seen_files:
+                if path.name.startswith("_"):
+                    continue
+                if (kind, path.stem) in seen_files:  # said, not silently dropped: the user meant it to load
+                    _broken[kind].setdefault(path.stem, BrokenPlugin(
+                        path.stem, str(path), f"not loaded: {seen_files[(kind, path.stem)]} has that name; rename this file"))
                     continue
                 seen_files[(kind, path.stem)] = path
                 _load_file(kind, path)
@@ -101,6 +112,15 @@ def discover(force: bool = False) -> None:
                     _register(kind, obj)
             except Exception as exc:  # a broken third-party plugin must not break the suite
                 _broken[kind][entry_point.name] = BrokenPlugin(entry_point.name, f"entry point {entry_point.value}", _one_line(exc))
+
+
+def rediscover() -> None:
+    """Forget every plugin and discover again (a suite worker whose plugin path differs from its fork
+    server's: a plugin of the same name from another folder must replace, not clash with, the old one)."""
+    for table in (_registered, _broken, _origin):
+        for kind in KINDS:
+            table[kind].clear()
+    discover(force=True)
 
 
 def _load_file(kind: str, path: Path) -> None:

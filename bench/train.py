@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import inspect
 import math
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -17,18 +19,18 @@ from torch import nn
 from tqdm import tqdm
 
 from bench import DynBenchError, registry
-from bench.backbones import build_backbone
+from bench.backbones import ALIASES, FAMILIES, build_backbone
 from bench.data import SPLIT_SEED, BatchPipeline, fixed_subset, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
 from bench.gate_stats import input_dependence, per_gate_rates
 from bench.gates import GateTrace
 from bench.latency import measure_latency
 from bench.macs import count_macs, count_params, executed_macs
-from bench.method import Method, StepContext
+from bench.method import Method, StepContext, check_option_type
 from bench.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_accuracy
 from bench.profiles import PROFILES
-from bench.records import (RunRecord, RunSpec, code_hash, hardware_info, load_record, record_path, save_record,
-                           software_versions)
+from bench.records import (CorruptRecord, RunRecord, RunSpec, check_results_writable, code_hash, hardware_info,
+                           load_record, nonfinite_metrics, record_path, save_record, software_versions)
 from bench.wrappers import gated_units, gates_forced
 
 EVAL_BATCH_SIZE = 512
@@ -54,11 +56,25 @@ def make_spec(method: str, dataset: str, profile: str = "quick", seed: int = 0, 
     if backbone is None:  # the dataset's backbone, as its profile override adjusts it (e.g. a smaller net in `quick`)
         backbone = profile_backbone or dataset_cls.backbone
         backbone_options = {**dataset_cls.backbone_options, **profile_backbone_options, **(backbone_options or {})}
+    check_backbone_options(backbone, backbone_options or {})
     spec = RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, preset=preset,
                    method_options=dict(method_options or {}), backbone_options=dict(backbone_options or {}),
                    profile=profile, **values)
+    spec.check()
     method_instance.check_run(spec)
     return spec
+
+
+def check_backbone_options(name: str, options: dict[str, Any]) -> None:
+    """Backbone options checked by name and by the type of the constructor's default, before anything trains."""
+    family = next((fam for pattern, (fam, _) in ALIASES.items() if re.fullmatch(pattern, name)), name)
+    if family not in FAMILIES:
+        return  # build_backbone names an unknown backbone, with a suggestion
+    parameters = dict(list(inspect.signature(FAMILIES[family]).parameters.items())[2:])  # after in_shape, num_classes
+    for key, value in options.items():
+        if key not in parameters:
+            raise DynBenchError(f"backbone '{name}' has no option '{key}'; options: {', '.join(parameters)}")
+        check_option_type(f"backbone '{name}'", key, value, parameters[key].default, flag="--backbone-option")
 
 
 def derive_seed(master: int, axis: str) -> int:
@@ -78,14 +94,62 @@ def run(spec: RunSpec, data_root: Path, results_dir: Path, force: bool = False,
     path = record_path(results_dir, spec)
     current_code = code_hash(plugin_file(method_cls), plugin_file(dataset_cls))
     if path.exists() and not force:
-        previous = load_record(path)
-        if previous.code_hash == current_code:
+        previous = _previous_record(path)
+        if previous is not None and previous.code_hash == current_code:
             return previous, True
+    spec.check()
+    target = resolve_device(device)
+    check_results_writable(results_dir)  # before training, not at save time
     record = _train_and_evaluate(spec, method_cls(spec.preset, **spec.method_options), dataset_cls(),
-                                 data_root, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
-                                 current_code, progress)
+                                 data_root, target, current_code, progress)
+    _require_finite(spec, record)
     save_record(path, record)
     return record, False
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """`--device`, else cuda when available, else cpu; a device this machine lacks is a one-line error."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DynBenchError(f"unknown device '{name}': use cpu or cuda (cuda:N for one GPU)") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise DynBenchError(f"device '{name}' is not available on this machine ({torch.cuda.device_count()} GPU(s)); "
+                            "use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise DynBenchError(f"device '{name}' is not supported: use cpu or cuda")
+    return device
+
+
+def _previous_record(path: Path) -> RunRecord | None:
+    """The existing record, or None (with a warning) when it is corrupt, so the run is done again."""
+    try:
+        return load_record(path)
+    except CorruptRecord as exc:
+        print(f"dynbench: warning: {exc}; running it again", file=sys.stderr)
+        return None
+
+
+def _require_finite(spec: RunSpec, record: RunRecord) -> None:
+    """A NaN or infinite metric is a failed run, not a record (chance accuracy beside `"loss": NaN`)."""
+    bad = nonfinite_metrics(record.metrics) + [f"curve epoch {e.get('epoch')}: {name}" for e in record.curve
+                                               for name in nonfinite_metrics(e)]
+    if bad:
+        raise DynBenchError(f"{spec.label}: evaluation gave non-finite values ({', '.join(bad[:4])}); "
+                            "no record written: lower --lr or check the method's outputs")
+
+
+def _nonfinite_loss(spec: RunSpec, epoch: int, per_sample: torch.Tensor, extra: dict[str, torch.Tensor],
+                    loss: torch.Tensor) -> DynBenchError:
+    """Which term of the training loss went NaN or infinite (the task loss or a method's extra loss)."""
+    terms = {"task loss": per_sample.mean(), **{f"extra loss '{k}'": v for k, v in extra.items()}}
+    values = {name: torch.as_tensor(value).detach().float() for name, value in terms.items()}
+    culprits = [f"{name} = {value.sum().item()}" for name, value in values.items() if not torch.isfinite(value).all()]
+    which = ", ".join(culprits) or f"the sum = {loss.item()}"
+    return DynBenchError(f"{spec.label}: training loss became non-finite at epoch {epoch + 1} ({which}); "
+                         "lower --lr or fix that term")
 
 
 def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, data_root: Path,
@@ -137,7 +201,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
             extra = method.extra_losses(model, context)
             loss = per_sample.mean() + sum(extra.values(), torch.zeros((), device=device))
             if not torch.isfinite(loss):
-                raise DynBenchError(f"{spec.label}: loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+                raise _nonfinite_loss(spec, epoch, per_sample, extra, loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -63,9 +63,8 @@ class _Cifar(DatasetPlugin):
         return [tree / split / name for split in ("train", "test") for name in self.classes] if tree else []
 
     def availability(self, root: Path) -> Availability:
-        if self.batches_dir(root).is_dir():
-            checked = "MD5 checked" if self.verify_checksums else "MD5 not checked"
-            return Availability(True, f"official python batches in {self.batches_dir(root)} ({checked})")
+        if self.batches_dir(root).is_dir():  # present; their MD5s are checked when parsed (`data list` checks them too)
+            return Availability(True, f"official python batches in {self.batches_dir(root)}")
         tree = self.tree(root)
         if tree is None:
             folders = " or ".join(str(root / name) for name in self.image_folders)
@@ -77,6 +76,20 @@ class _Cifar(DatasetPlugin):
             return Availability(False, f"image-folder tree {tree} lacks {len(missing)} class folder(s), e.g. {missing[0]}; "
                                        f"it needs train/ and test/ with one folder per class ({', '.join(self.classes[:3])}, ...)")
         return Availability(True, f"image-folder tree {tree} (PNG files, not the official archive)")
+
+    def check_files(self, root: Path) -> str:
+        """MD5 of every official batch and of the meta file against torchvision's published values."""
+        if not self.batches_dir(root).is_dir():
+            return ""
+        if not self.verify_checksums:
+            return "MD5 not checked"
+        todo = f"delete {self.batches_dir(root)} and run `dynbench data download {self.name}`"
+        meta = self.torchvision_class.meta
+        files = self.batch_files(root, "train") + self.batch_files(root, "test")
+        files.append((self.batches_dir(root) / meta["filename"], meta["md5"]))
+        for path, md5 in files:
+            verify_md5(path, md5, todo)
+        return f"MD5 of {len(files)} files checked just now"
 
     def download(self, root: Path) -> None:
         try:  # torchvision downloads, checks the archive's MD5 and extracts it under root
@@ -92,10 +105,10 @@ class _Cifar(DatasetPlugin):
             return read_image_folder(tree / split, self.classes)
         todo = f"delete {self.batches_dir(root)} and run `dynbench data download {self.name}`"
         files = self.batch_files(root, split)
-        if self.verify_checksums:
-            for path, md5 in files:
-                verify_md5(path, md5, todo)
         meta = self.torchvision_class.meta
+        if self.verify_checksums:  # every file, the meta file too, matches its published MD5 before it is read
+            for path, md5 in files + [(self.batches_dir(root) / meta["filename"], meta["md5"])]:
+                verify_md5(path, md5, todo)
         names = read_pickle_names(self.batches_dir(root) / meta["filename"], meta["key"])
         if tuple(names) != self.classes:
             raise DynBenchError(f"{self.batches_dir(root) / meta['filename']} lists other classes than {self.name}'s: {todo}")
