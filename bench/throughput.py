@@ -116,19 +116,22 @@ def _check_counts(steps: int, warmup: int, batch_size: int) -> None:
 def train_step_throughput(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int = 128,
                           steps: int = 10, warmup: int = 3, threads: int | None = None,
                           autocast_dtype: torch.dtype | None = None, channels_last: bool = True,
-                          method: Method | None = None, label: str = "train") -> Throughput:
+                          method: Method | None = None, compile_model: bool = False, label: str = "train"
+                          ) -> Throughput:
     """Images/s and executed MACs/s of full SGD training steps (forward + backward + optimizer step) of
     `model` on synthetic batches of `batch_size` (median of `steps` after `warmup`). Training MACs per
     image = 3 x the forward MACs of one input counted by `bench.macs.count_macs` (the backward pass costs
     two forwards); under bf16 autocast the same MACs are counted, run in bf16. `method` adds its extra
-    losses as in training. The model's weights are updated: pass a copy if they matter."""
+    losses as in training; `compile_model` runs the steps through `torch.compile` (MACs are counted on
+    the eager model: fvcore cannot trace a compiled one). The model's weights are updated: pass a copy
+    if they matter."""
     _check_counts(steps, warmup, batch_size)
     macs = forward_macs(model, input_shape)
     model = _prepared(model, channels_last)
     inputs, targets = synthetic_batch(input_shape, num_classes, batch_size)
     if channels_last and inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    step = make_train_step(model, inputs, targets, method, autocast_dtype)
+    step = make_train_step(torch.compile(model) if compile_model else model, inputs, targets, method, autocast_dtype)
     with fixed_threads(threads) as used:
         seconds = interleaved_medians({label: step}, steps, warmup)[label]
     return Throughput(label, used, batch_size, steps, seconds, macs, TRAIN_MACS_PER_FORWARD * macs)

@@ -63,9 +63,8 @@ def compiled_train_rows(args: argparse.Namespace, ceilings: dict[str, float]) ->
     rows = []
     for label, dtype in (("train fp32 compiled", None), ("train bf16 compiled", torch.bfloat16)):
         try:
-            model = torch.compile(dense_resnet20())
-            result = train_step_throughput(model, INPUT_SHAPE, NUM_CLASSES, args.batch_size, args.steps,
-                                           args.warmup, args.threads, dtype, label=label)
+            result = train_step_throughput(dense_resnet20(), INPUT_SHAPE, NUM_CLASSES, args.batch_size, args.steps,
+                                           args.warmup, args.threads, dtype, compile_model=True, label=label)
             rows.append(train_row(result, ceilings))
         except Exception as error:  # noqa: BLE001 - any compiler failure means "unsupported here"
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

@@ -1,0 +1,38 @@
+"""Dense ResNet-20 training throughput against the fp32 matmul ceiling (issue 17). Run: `make bench-perf`.
+
+Synthetic CIFAR-10-shaped batches of 128, SGD steps, 2 intra-op threads (the machine's cores), the
+ceiling a 2048x2048 fp32 matrix product measured in the same process. A loaded machine lowers both.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.backbones import build_backbone
+from bench.latency import fixed_threads
+from bench.throughput import make_train_step, matmul_ceiling, synthetic_batch, train_step_throughput
+
+pytestmark = pytest.mark.perf
+
+THREADS = 2
+TRAIN_BATCH = 128
+CEILING_FRACTION_TARGET = 0.5  # dense fp32 training MACs/s over the fp32 matmul ceiling
+
+
+def test_dense_resnet20_training_reaches_half_the_fp32_ceiling(benchmark) -> None:  # noqa: ANN001 (pytest-benchmark fixture)
+    torch.manual_seed(0)
+    model = build_backbone("resnet20", (3, 32, 32), 10)
+    ceiling = matmul_ceiling(torch.float32, size=2048, threads=THREADS, repeats=5)
+    result = train_step_throughput(model, (3, 32, 32), 10, TRAIN_BATCH, steps=10, warmup=3, threads=THREADS)
+    fraction = result.macs_per_second / ceiling
+    inputs, targets = synthetic_batch((3, 32, 32), 10, TRAIN_BATCH)
+    step = make_train_step(model, inputs.contiguous(memory_format=torch.channels_last), targets)
+    with fixed_threads(THREADS):
+        benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(result.to_dict(), fp32_ceiling_macs_per_second=ceiling,
+                                fraction_of_fp32_ceiling=fraction, target=CEILING_FRACTION_TARGET)
+    print(f"\ndense ResNet-20 train step, batch {TRAIN_BATCH}, {result.threads} threads: "
+          f"{result.images_per_second:.1f} images/s, {result.macs_per_second / 1e9:.1f} G MAC/s = "
+          f"{100 * fraction:.1f} % of the fp32 ceiling {ceiling / 1e9:.1f} G MAC/s (target >= "
+          f"{100 * CEILING_FRACTION_TARGET:.0f} %)")
+    assert fraction >= CEILING_FRACTION_TARGET
