@@ -125,16 +125,31 @@ def train_step_throughput(model: nn.Module, input_shape: tuple[int, ...], num_cl
     losses as in training; `compile_model` runs the steps through `torch.compile` (MACs are counted on
     the eager model: fvcore cannot trace a compiled one). The model's weights are updated: pass a copy
     if they matter."""
+    return train_step_throughputs({label: model}, input_shape, num_classes, batch_size, steps, warmup, threads,
+                                  {label: autocast_dtype}, channels_last, method, compile_model)[0]
+
+
+def train_step_throughputs(models: dict[str, nn.Module], input_shape: tuple[int, ...], num_classes: int,
+                           batch_size: int = 128, steps: int = 10, warmup: int = 3, threads: int | None = None,
+                           autocast_dtypes: dict[str, torch.dtype | None] | None = None, channels_last: bool = True,
+                           method: Method | None = None, compile_model: bool = False) -> list[Throughput]:
+    """`train_step_throughput` of several configurations by label (e.g. fp32 and bf16 autocast, each
+    with its own model), their steps alternating every repeat so that load drift hits them alike."""
     _check_counts(steps, warmup, batch_size)
-    macs = forward_macs(model, input_shape)
-    model = _prepared(model, channels_last)
+    autocast_dtypes = autocast_dtypes or {}
     inputs, targets = synthetic_batch(input_shape, num_classes, batch_size)
     if channels_last and inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    step = make_train_step(torch.compile(model) if compile_model else model, inputs, targets, method, autocast_dtype)
+    macs, runs = {}, {}
+    for label, model in models.items():
+        macs[label] = forward_macs(model, input_shape)
+        model = _prepared(model, channels_last)
+        runs[label] = make_train_step(torch.compile(model) if compile_model else model, inputs, targets, method,
+                                      autocast_dtypes.get(label))
     with fixed_threads(threads) as used:
-        seconds = interleaved_medians({label: step}, steps, warmup)[label]
-    return Throughput(label, used, batch_size, steps, seconds, macs, TRAIN_MACS_PER_FORWARD * macs)
+        seconds = interleaved_medians(runs, steps, warmup)
+    return [Throughput(label, used, batch_size, steps, seconds[label], macs[label],
+                       TRAIN_MACS_PER_FORWARD * macs[label]) for label in models]
 
 
 def eval_throughput(model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 512, steps: int = 5,

@@ -3,7 +3,7 @@
 
 CIFAR-10-shaped synthetic inputs (3x32x32, 10 classes; throughput does not depend on pixel values),
 SGD batch 128. Ceilings: a 2048x2048 matrix product in fp32 and bf16, same process, same threads.
-Rows: fp32 and bf16-autocast train steps, optionally `torch.compile`d (reported as failed when it does
+Rows: fp32 and bf16-autocast train steps (interleaved), optionally `torch.compile`d (reported as failed when it does
 not work here); eval at batches 512 and 1024; two 1-thread worker processes vs one 2-thread process;
 each method's train step / dense (target <= 1.3x). Medians after warm-up; timings on a loaded machine
 are noise. Default run: a few minutes on 2 cores; --steps/--warmup make it longer.
@@ -25,7 +25,8 @@ from bench import DynBenchError, registry
 from bench.backbones import build_backbone
 from bench.latency import fixed_threads, interleaved_medians
 from bench.throughput import (Throughput, eval_throughput, make_train_step, matmul_ceiling,
-                              parallel_train_throughput, synthetic_batch, train_step_throughput)
+                              parallel_train_throughput, synthetic_batch, train_step_throughput,
+                              train_step_throughputs)
 
 INPUT_SHAPE, NUM_CLASSES, BACKBONE = (3, 32, 32), 10, "resnet20"
 METHODS = {"convnet_aig": "default", "skipnet": "default", "cosinegate": "realizable", "batch_shaping": "default",
@@ -110,9 +111,9 @@ def workers_row(args: argparse.Namespace, one_process: Throughput) -> dict[str, 
 def measure(args: argparse.Namespace) -> dict[str, object]:
     ceilings = {"fp32": matmul_ceiling(torch.float32, args.ceiling_size, args.threads),
                 "bf16": matmul_ceiling(torch.bfloat16, args.ceiling_size, args.threads)}
-    train = [train_step_throughput(dense_resnet20(), INPUT_SHAPE, NUM_CLASSES, args.batch_size, args.steps, args.warmup,
-                                   args.threads, dtype, label=label)
-             for label, dtype in (("train fp32", None), ("train bf16 autocast", torch.bfloat16))]
+    precisions = {"train fp32": None, "train bf16 autocast": torch.bfloat16}
+    train = train_step_throughputs({label: dense_resnet20() for label in precisions}, INPUT_SHAPE, NUM_CLASSES,
+                                   args.batch_size, args.steps, args.warmup, args.threads, precisions)
     train_rows = [train_row(result, ceilings) for result in train]
     if args.compile:
         train_rows += compiled_train_rows(args, ceilings)

@@ -11,7 +11,8 @@ from bench import DynBenchError
 from bench.backbones import build_backbone
 from bench.macs import count_macs
 from bench.throughput import (TRAIN_MACS_PER_FORWARD, eval_throughput, make_train_step, matmul_ceiling,
-                              parallel_train_throughput, synthetic_batch, train_step_throughput)
+                              parallel_train_throughput, synthetic_batch, train_step_throughput,
+                              train_step_throughputs)
 
 IN_SHAPE, NUM_CLASSES = (3, 16, 16), 10
 
@@ -51,6 +52,14 @@ def test_bf16_autocast_train_and_eval_run_and_give_finite_numbers() -> None:
         assert math.isfinite(result.macs_per_second) and result.macs_per_second > 0
     assert evaluation.macs_per_image == evaluation.forward_macs_per_image  # eval: forward only
     assert evaluation.batch_size == 16
+
+
+def test_interleaved_configurations_are_reported_by_label_with_their_own_precision() -> None:
+    results = train_step_throughputs({"fp32": tiny(), "bf16": tiny()}, IN_SHAPE, NUM_CLASSES, batch_size=8, steps=1,
+                                     warmup=0, threads=1, autocast_dtypes={"bf16": torch.bfloat16})
+    assert [r.label for r in results] == ["fp32", "bf16"]
+    assert results[0].macs_per_image == results[1].macs_per_image  # same MACs, run in another precision
+    assert all(math.isfinite(r.macs_per_second) and r.macs_per_second > 0 for r in results)
 
 
 def test_matmul_ceiling_is_positive_for_fp32_and_bf16() -> None:
