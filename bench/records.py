@@ -108,7 +108,7 @@ class RunRecord:
 
 
 REPORTING_MODULES = ("tables.py", "plots.py", "report.py", "boards.py", "board_display.py", "stats.py", "eval_latency.py",
-                     "noise.py")  # read records, never produce them
+                     "noise.py", "throughput.py")  # read records or measure apart from runs; never produce a record
 
 
 def code_hash(*plugin_files: str | os.PathLike) -> str:
