@@ -70,3 +70,12 @@ class Method:
         `trace` is the test split's eval-mode gate trace, `example` a batch of one input (for MAC
         counts). Paper-style metrics (SkipNet's computation %, CosineGate's `macs_nominal`) go here."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The method's own training state that is not in the model (tensors, plain values), saved in the
+        per-epoch checkpoint so an interrupted run resumes exactly. State that `on_epoch_start` sets
+        again every epoch (SkipNet's phase, MIDL's k) need not be here."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (on resume, after `build` and before the next epoch)."""
