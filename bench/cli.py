@@ -76,6 +76,16 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bench.data import resolve_data_root
+    from bench.evaluate import describe, evaluate_record
+
+    evaluation = evaluate_record(args.record, Path(args.results), resolve_data_root(args.data_root), split=args.split,
+                                 device=args.device, threads=args.threads)
+    print(describe(evaluation))
+    return 0
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     from bench.tables import write_tables
 
@@ -146,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     common(sub)
     sub.set_defaults(func=cmd_suite)
+
+    sub = commands.add_parser("eval", help="re-measure a trained model: metrics, executed MACs, latency on this machine",
+                              description="Rebuild the trained model of a run record (kept in <results>/models by `dynbench "
+                                          "run`), evaluate it on a split, recount its executed MACs, time its realized "
+                                          "latency on this machine, and write an evaluation record to "
+                                          "<results>/evals/<hash>.json linked to the run record. On the training machine "
+                                          "the test split reproduces the record's test metrics and MACs exactly.")
+    sub.add_argument("record", help="a run record's path, or its spec hash (or a unique prefix) in <results>/runs")
+    sub.add_argument("--split", choices=["test", "val"], default="test", help="split to evaluate (default test)")
+    sub.add_argument("--device", help="cpu or cuda (default: cuda when available); latency is timed there")
+    sub.add_argument("--threads", type=int, default=1, help="intra-op CPU threads for the latency timing (default 1, "
+                                                            "as in training records)")
+    common(sub)
+    sub.set_defaults(func=cmd_eval)
 
     sub = commands.add_parser("tables", help="rebuild leaderboards under results/ from the run records",
                               description="Rebuild results/leaderboard.md, leaderboard.csv and runs.csv from the run records alone.")

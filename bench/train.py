@@ -20,7 +20,7 @@ from tqdm import tqdm
 from bench import DynBenchError, registry
 from bench.backbones import build_backbone
 from bench.checkpoints import RunCheckpoints, restore_rng_states, rng_states
-from bench.data import SPLIT_SEED, BatchPipeline, fixed_subset, iterate_batches, load_splits
+from bench.data import SPLIT_SEED, BatchPipeline, DataSplits, fixed_subset, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
 from bench.gates import GateTrace
 from bench.latency import measure_latency
@@ -146,14 +146,7 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
     epoch), evaluate, and return the record with the trained model's payload for `RunCheckpoints.save_model`."""
     started = time.perf_counter()
     seeds = {"split": SPLIT_SEED, **{axis: derive_seed(spec.seed, axis) for axis in ("init", "order", "augment", "gates")}}
-    splits = load_splits(dataset, data_root)
-    train = splits.train
-    if spec.max_train_examples is not None and spec.max_train_examples < len(train):
-        train = train.subset(torch.arange(spec.max_train_examples))  # the split is already shuffled with a fixed seed
-    val_split = splits.val
-    if spec.max_val_examples is not None and spec.max_val_examples < len(val_split):
-        val_split = val_split.subset(torch.arange(spec.max_val_examples))  # val is already a random draw
-    test_split = fixed_subset(splits.test, spec.max_test_examples)
+    splits, train, val_split, test_split = run_splits(spec, dataset, data_root)
 
     torch.manual_seed(seeds["init"])
     backbone = build_backbone(spec.backbone, tuple(train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
@@ -278,10 +271,24 @@ def _finish_epoch(training: _Training, state: LoopState) -> tuple[dict[str, floa
     return scored
 
 
-def realized_latency(model: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
-    """Dense vs really-skipping inference on test inputs (CPU, one thread): batch 1 with real branches and
-    a batch with gather/scatter. `saving` (the leaderboard's column) is the batched figure."""
-    reports = {mode: measure_latency(model, inputs, mode, threads=LATENCY_THREADS).to_dict() for mode in ("skip-b1", "gather")}
+def run_splits(spec: RunSpec, dataset: DatasetPlugin, data_root: Path
+               ) -> tuple[DataSplits, TensorSplit, TensorSplit, TensorSplit]:
+    """The dataset's splits and the (train, val, test) parts a run of `spec` uses."""
+    splits = load_splits(dataset, data_root)
+    train = splits.train
+    if spec.max_train_examples is not None and spec.max_train_examples < len(train):
+        train = train.subset(torch.arange(spec.max_train_examples))  # the split is already shuffled with a fixed seed
+    val_split = splits.val
+    if spec.max_val_examples is not None and spec.max_val_examples < len(val_split):
+        val_split = val_split.subset(torch.arange(spec.max_val_examples))  # val is already a random draw
+    return splits, train, val_split, fixed_subset(splits.test, spec.max_test_examples)
+
+
+def realized_latency(model: nn.Module, inputs: torch.Tensor, threads: int = LATENCY_THREADS) -> dict[str, Any]:
+    """Dense vs really-skipping inference on test inputs (on their device; `threads` intra-op CPU threads):
+    batch 1 with real branches and a batch with gather/scatter. `saving` (the leaderboard's column) is
+    the batched figure."""
+    reports = {mode: measure_latency(model, inputs, mode, threads=threads).to_dict() for mode in ("skip-b1", "gather")}
     return {**reports, "saving": reports["gather"]["latency_saving"], "saving_mode": "gather"}
 
 
