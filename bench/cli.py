@@ -67,10 +67,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from bench.data import resolve_data_root
+    from bench.executors import format_status, options_from_args, resolve_options, submit_suite, suite_status
     from bench.suite import load_suite, run_suite
 
-    failures = run_suite(load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results),
-                         device=args.device, jobs=args.jobs)
+    suite, data_root, results = load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results)
+    if args.status:
+        print(format_status(suite_status(suite, data_root, results), suite.name))
+        return 0
+    options = resolve_options(suite.executor, options_from_args(args))
+    if options.name == "submitit":
+        failures = submit_suite(suite, data_root, results, options, device=args.device, wait=not args.no_wait)
+    else:
+        failures = run_suite(suite, data_root, results, device=args.device, jobs=args.jobs)
     if failures:
         print(f"{failures} run(s) failed; completed runs are kept", file=sys.stderr)
     return 1 if failures else 0
@@ -152,8 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run every run of a suite (TOML) that has no record yet; interrupted suites "
                                           "resume where they stopped.")
     sub.add_argument("suite", help="suite name in bench/suites (e.g. quick) or a path to a .toml file")
-    sub.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
+    sub.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1; local executor)")
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    sub.add_argument("--status", action="store_true", help="show each run's state (done, queued, running, failed, "
+                                                           "interrupted at epoch k/N, not started) and exit")
+    cluster = sub.add_argument_group("cluster (submitit) options; also an [executor] table in the suite file, "
+                                     "which these override")
+    cluster.add_argument("--executor", choices=["local", "submitit"], help="local worker processes (default) or one "
+                         "submitit job per run, as a job array (SLURM; requeued and resumed when preempted or timed out)")
+    cluster.add_argument("--cluster", choices=["slurm", "local", "debug"], help="submitit's cluster (default: auto, "
+                         "slurm where sbatch exists; local = processes on this machine)")
+    cluster.add_argument("--partition", help="SLURM partition")
+    cluster.add_argument("--gpus-per-run", type=int, help="GPUs per job (default 0)")
+    cluster.add_argument("--cpus-per-run", type=int, help="CPUs per job, also its torch threads (default 1)")
+    cluster.add_argument("--mem-gb", type=float, help="memory per job in GB (default: the partition's)")
+    cluster.add_argument("--time-min", type=int, help="time limit per job in minutes (default 240); a run that needs "
+                         "longer is requeued and resumes from its last epoch")
+    cluster.add_argument("--array-parallelism", type=int, help="jobs of the array running at once (default 32)")
+    cluster.add_argument("--no-wait", action="store_true", help="submit and return instead of waiting for the jobs")
     common(sub)
     sub.set_defaults(func=cmd_suite)
 
