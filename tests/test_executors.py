@@ -143,6 +143,13 @@ def test_bad_executor_tables_are_one_line_errors_naming_the_file(tmp_path, table
     assert message in str(error.value) and str(path) in str(error.value)
 
 
+def test_slurm_where_there_is_none_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    suite = write_suite(tmp_path, TWO_RUNS)
+    assert main(["suite", str(suite), "--executor", "submitit", "--cluster", "slurm", "--results", str(tmp_path)]) == 2
+    assert "dynbench: error: submitit cannot use cluster 'slurm'" in capsys.readouterr().err
+
+
 def test_submitit_missing_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed: `import submitit` raises ImportError
     suite = write_suite(tmp_path, TWO_RUNS)
@@ -159,6 +166,8 @@ def test_a_partition_slurm_refuses_is_a_clear_error(tmp_path, capsys, monkeypatc
     sbatch.write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpuz' >&2\n"
                       "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2\nexit 1\n")
     sbatch.chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit checks that srun exists
+    (bin_dir / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     suite = write_suite(tmp_path, TWO_RUNS)
     assert main(["suite", str(suite), "--executor", "submitit", "--cluster", "slurm", "--partition", "gpuz",
