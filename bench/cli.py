@@ -10,6 +10,9 @@ from typing import Any
 from bench import DynBenchError, registry
 
 DESCRIPTION = "DynBench: train, measure and compare dynamic-computation methods on shared backbones and data."
+EPILOG = ("Interrupting: Ctrl-C (SIGINT) or kill (SIGTERM) stops a run without writing a partial record; the run "
+          "keeps its last completed epoch and the same command resumes from there. A dynbench started with SIGINT "
+          "ignored (nohup, `cmd &` from a script) keeps ignoring it, like any Unix tool: stop it with kill.")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynbench", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="dynbench", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sub: argparse.ArgumentParser, data: bool = True) -> None:
@@ -318,6 +321,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dynbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dynbench: interrupted: the unfinished run wrote no record; completed runs are kept. "
-              "Run the same command again to resume.", file=sys.stderr)
+        print("dynbench: interrupted: the unfinished run wrote no record (its last completed epoch is kept); "
+              "completed runs are kept. Run the same command again to resume.", file=sys.stderr)
         return 130
