@@ -85,7 +85,8 @@ def read(path) -> dict:
 def reference(tmp_path_factory):
     """An uninterrupted 3-epoch random-gate run: its record and its kept model."""
     results = tmp_path_factory.mktemp("reference")
-    spec = make_spec("random_gate", "digits", profile="smoke", epochs=3, max_val_examples=100, max_test_examples=200)
+    spec = make_spec("random_gate", "digits", profile="smoke", epochs=3, max_train_examples=192, max_val_examples=100,
+                     max_test_examples=200)
     run(spec, resolve_data_root(None), results, progress=False)
     return spec, results
 
@@ -163,7 +164,8 @@ def test_a_truncated_resume_file_is_refused_and_the_run_starts_afresh(reference,
 
 def test_a_resume_file_of_another_spec_is_refused(reference, tmp_path, monkeypatch, capsys):
     spec, reference_results = reference
-    other = make_spec("random_gate", "digits", profile="smoke", epochs=3, seed=1, max_val_examples=100, max_test_examples=200)
+    other = make_spec("random_gate", "digits", profile="smoke", epochs=3, seed=1, max_train_examples=192,
+                      max_val_examples=100, max_test_examples=200)
     path = prepared_resume_file(other, tmp_path, monkeypatch)
     path.rename(resume_path(tmp_path, spec.hash))  # e.g. copied under the wrong name
     check_fresh_start(spec, tmp_path, reference_results, capsys, "another run spec")
@@ -194,9 +196,9 @@ def test_force_discards_the_resume_file(reference, tmp_path, monkeypatch, capsys
 
 
 def test_a_run_killed_with_sigkill_resumes_with_the_identical_record(repo_copy, tmp_path):
-    """A real process killed without clean-up at the start of epoch 3 of 4; the same command resumes it."""
+    """A real process killed without clean-up at the start of epoch 3 of 3; the same command resumes it."""
     (repo_copy / "methods" / "dies_once.py").write_text(DIES_ONCE_METHOD)
-    args = ["run", "--method", "dies_once", "--dataset", "digits", "--profile", "smoke", "--epochs", "4"]
+    args = ["run", "--method", "dies_once", "--dataset", "digits", "--profile", "smoke", "--epochs", "3", "--batch-size", "128"]
     killed, uninterrupted = tmp_path / "killed", tmp_path / "uninterrupted"
     marker = tmp_path / "marker"
     first = run_cli(*args, "--results", str(killed), cwd=repo_copy, env={"DIES_ONCE_MARKER": str(marker)})
@@ -204,7 +206,7 @@ def test_a_run_killed_with_sigkill_resumes_with_the_identical_record(repo_copy, 
     assert not list(killed.glob("runs/*.json")) and len(list(killed.glob("models/*.resume.pt"))) == 1
     second = run_cli(*args, "--results", str(killed), cwd=repo_copy, env={"DIES_ONCE_MARKER": str(marker)})
     assert second.returncode == 0, second.stderr
-    assert "resuming after epoch 2/4" in second.stderr
+    assert "resuming after epoch 2/3" in second.stderr
     marker.unlink()
     marker.touch()  # the reference run is never killed
     reference = run_cli(*args, "--results", str(uninterrupted), cwd=repo_copy, env={"DIES_ONCE_MARKER": str(marker)})
