@@ -13,8 +13,7 @@ from bench.data import resolve_data_root
 from bench.records import record_path
 from bench.train import make_spec, run
 from tests.fixtures.cli import run_cli
-
-TIMING_FIELDS = ("train_seconds", "wall_seconds", "created")
+from tests.fixtures.records import comparable
 
 # A method whose training depends on every stream a resume must restore: Bernoulli gates (global RNG), its
 # own state (a call counter that scales an extra loss), augmentation and data order (the loop's
@@ -62,19 +61,6 @@ class DiesOnce(Method):
     def load_state_dict(self, state):
         self.calls = state["calls"]
 '''
-
-
-def comparable(record: dict) -> dict:
-    """A record without what differs between two runs of the same spec on one machine: timings, the
-    creation time, and the latency timings (their MAC savings stay)."""
-    kept = {k: v for k, v in record.items() if k not in TIMING_FIELDS}
-    kept["curve"] = [{k: v for k, v in entry.items() if k != "seconds"} for entry in record["curve"]]
-    metrics = dict(record["metrics"])
-    if "latency" in metrics:
-        metrics["latency"] = {mode: report["mac_saving"] for mode, report in metrics["latency"].items()
-                              if isinstance(report, dict)}
-    kept["metrics"] = metrics
-    return kept
 
 
 def read(path) -> dict:
@@ -214,3 +200,22 @@ def test_a_run_killed_with_sigkill_resumes_with_the_identical_record(repo_copy, 
     (resumed_path,), (reference_path,) = killed.glob("runs/*.json"), uninterrupted.glob("runs/*.json")
     assert comparable(read(resumed_path)) == comparable(read(reference_path))
     assert not list(killed.glob("models/*.resume.pt")) and len(list(killed.glob("models/*.pt"))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, options", [
+    ("dense", {}), ("random_gate", {}), ("skipnet", {}), ("convnet_aig", {}), ("cosinegate", {}),
+    ("batch_shaping", {"bs_memory": 2}), ("midl", {"k_warmup_frac": 1.0}), ("static_small", {})])
+def test_every_method_resumes_with_the_identical_record(method, options, tmp_path, monkeypatch):
+    """Interrupted after epoch 2 of 3 (SkipNet is in its HRL phase by then, MIDL's k is annealing, batch
+    shaping keeps a memory of past batches): the resumed record equals the uninterrupted one."""
+    spec = make_spec(method, "digits", profile="smoke", epochs=3, max_train_examples=128, max_val_examples=100,
+                     max_test_examples=200, method_options=options)
+    run(spec, resolve_data_root(None), tmp_path / "uninterrupted", progress=False)
+    interrupt_after_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, resolve_data_root(None), tmp_path / "resumed", progress=False)
+    monkeypatch.undo()
+    run(spec, resolve_data_root(None), tmp_path / "resumed", progress=False)
+    resumed, uninterrupted = (read(record_path(tmp_path / name, spec)) for name in ("resumed", "uninterrupted"))
+    assert comparable(resumed) == comparable(uninterrupted)

@@ -19,7 +19,7 @@ from bench.executors import read_jobs
 from bench.data import resolve_data_root
 from bench.suite import load_suite, plan
 from tests.fixtures.cli import REPO
-from tests.test_checkpoints import comparable
+from tests.fixtures.records import comparable
 
 TWO_RUNS = """profile = "quick"
 seeds = [0]
