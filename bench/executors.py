@@ -195,6 +195,9 @@ def submit_suite(suite: Any, data_root: Path, results_dir: Path, options: Execut
     if not pending:
         return 0
     executor = make_executor(options, results_dir, f"dynbench-{suite.name}")
+    if not wait and executor.cluster != "slurm":  # local-executor jobs are child processes: they end with this command
+        raise DynBenchError(f"--no-wait needs a SLURM cluster; jobs of cluster '{executor.cluster}' run as processes of "
+                            "this command: leave out --no-wait")
     job = SuiteJob(Path(data_root).resolve(), Path(results_dir).resolve(), device, options.cpus_per_run)
     try:
         jobs = executor.map_array(job, [spec.to_dict() for spec in pending])
@@ -278,8 +281,9 @@ def suite_status(suite: Any, data_root: Path, results_dir: Path) -> list[RunStat
 
 def _status(spec: RunSpec, results_dir: Path, job: dict[str, Any] | None) -> RunStatus:
     if record_path(results_dir, spec).exists():
-        return RunStatus(spec, "done" if record_is_fresh(spec, results_dir) else "stale",
-                         "" if record_is_fresh(spec, results_dir) else "record from other code: rerun to refresh")
+        if record_is_fresh(spec, results_dir):
+            return RunStatus(spec, "done")
+        return RunStatus(spec, "stale", "record from other code (or unreadable): submit again to redo it")
     progress = ""
     resume = resume_path(results_dir, spec.hash)
     if resume.exists():

@@ -74,7 +74,8 @@ class Method:
     def state_dict(self) -> dict[str, Any]:
         """The method's own training state that is not in the model (tensors, plain values), saved in the
         per-epoch checkpoint so an interrupted run resumes exactly. State that `on_epoch_start` sets
-        again every epoch (SkipNet's phase, MIDL's k) need not be here."""
+        every epoch (SkipNet's phase, MIDL's k) need not be here: a resumed run calls it again for the
+        epoch it continues, and `dynbench eval` for the last epoch."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

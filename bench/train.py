@@ -203,7 +203,9 @@ def _train_epochs(training: _Training, state: LoopState, checkpoints: RunCheckpo
     Returns (curve, the last epoch's val evaluation, training seconds)."""
     spec, loop_started = training.spec, time.perf_counter()
     last_val = None
-    if state.pending is not None:  # resumed after an epoch's training steps: its val scoring comes first
+    if state.pending is not None:  # resumed after an epoch's training steps: its val scoring comes first,
+        training.model.train()  # with that epoch's per-epoch attributes set again (MIDL's k, SkipNet's phase)
+        training.method.on_epoch_start(training.model, state.epoch - 1, spec.epochs)
         last_val = _finish_epoch(training, state)
     for epoch in range(state.epoch, spec.epochs):
         epoch_started = time.perf_counter()

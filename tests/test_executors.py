@@ -143,6 +143,14 @@ def test_bad_executor_tables_are_one_line_errors_naming_the_file(tmp_path, table
     assert message in str(error.value) and str(path) in str(error.value)
 
 
+def test_no_wait_without_slurm_is_a_clear_error(tmp_path, capsys):
+    suite = write_suite(tmp_path, TWO_RUNS)
+    assert main(["suite", str(suite), "--executor", "submitit", "--cluster", "local", "--no-wait",
+                 "--results", str(tmp_path)]) == 2
+    assert "--no-wait needs a SLURM cluster" in capsys.readouterr().err
+    assert not (tmp_path / "slurm" / "jobs.json").exists()
+
+
 def test_slurm_where_there_is_none_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
     suite = write_suite(tmp_path, TWO_RUNS)
