@@ -13,6 +13,9 @@ import bench
 from bench import DynBenchError, registry
 
 DESCRIPTION = "DynBench: train, measure and compare dynamic-computation methods on shared backbones and data."
+EPILOG = ("Interrupting: Ctrl-C (SIGINT) or kill (SIGTERM) stops a run without writing a partial record; the run "
+          "keeps its last completed epoch and the same command resumes from there. A dynbench started with SIGINT "
+          "ignored (nohup, `cmd &` from a script) keeps ignoring it, like any Unix tool: stop it with kill.")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -129,14 +132,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from bench.data import resolve_data_root
+    from bench.executors import format_status, options_from_args, resolve_options, submit_suite, suite_status
     from bench.suite import load_suite, run_suite
 
-    failures = run_suite(load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results),
-                         device=args.device, jobs=args.jobs)
+    suite, data_root, results = load_suite(args.suite), resolve_data_root(args.data_root), Path(args.results)
+    if args.status:
+        print(format_status(suite_status(suite, data_root, results), suite.name))
+        return 0
+    options = resolve_options(suite.executor, options_from_args(args))
+    if options.name == "submitit":
+        failures = submit_suite(suite, data_root, results, options, device=args.device, wait=not args.no_wait)
+    else:
+        failures = run_suite(suite, data_root, results, device=args.device, jobs=args.jobs)
     if failures:
         print(f"{failures} run(s) failed (tracebacks in {Path(args.results) / 'logs'}); completed runs are kept; "
               "run the suite again to retry them", file=sys.stderr)
     return 1 if failures else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bench.data import resolve_data_root
+    from bench.evaluate import describe, evaluate_record
+
+    evaluation = evaluate_record(args.record, Path(args.results), resolve_data_root(args.data_root), split=args.split,
+                                 device=args.device, threads=args.threads)
+    print(describe(evaluation))
+    return 0
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
@@ -167,7 +188,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="dynbench", description=DESCRIPTION)
+    parser = Parser(prog="dynbench", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"dynbench {bench.__version__}")
     parser.add_argument("--plugin-path", action="append", default=[], metavar="DIR",
                         help="also load plugins from DIR/methods and DIR/datasets (repeatable; like "
@@ -215,10 +236,40 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run every run of a suite (TOML) that has no record yet; interrupted suites "
                                           "resume where they stopped.")
     sub.add_argument("suite", help="suite name in bench/suites (e.g. quick) or a path to a .toml file")
-    sub.add_argument("--jobs", type=whole_number(1), default=1, help="runs in parallel worker processes (default 1)")
+    sub.add_argument("--jobs", type=whole_number(1), default=1, help="runs in parallel worker processes (default 1; local executor)")
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    sub.add_argument("--status", action="store_true", help="show each run's state (done, queued, running, failed, "
+                                                           "interrupted at epoch k/N, not started) and exit")
+    cluster = sub.add_argument_group("cluster (submitit) options; also an [executor] table in the suite file, "
+                                     "which these override")
+    cluster.add_argument("--executor", choices=["local", "submitit"], help="local worker processes (default) or one "
+                         "submitit job per run, as a job array (SLURM; requeued and resumed when preempted or timed out)")
+    cluster.add_argument("--cluster", choices=["slurm", "local", "debug"], help="submitit's cluster (default: auto, "
+                         "slurm where sbatch exists; local = processes on this machine)")
+    cluster.add_argument("--partition", help="SLURM partition")
+    cluster.add_argument("--gpus-per-run", type=int, help="GPUs per job (default 0)")
+    cluster.add_argument("--cpus-per-run", type=int, help="CPUs per job, also its torch threads (default 1)")
+    cluster.add_argument("--mem-gb", type=float, help="memory per job in GB (default: the partition's)")
+    cluster.add_argument("--time-min", type=int, help="time limit per job in minutes (default 240); a run that needs "
+                         "longer is requeued and resumes from its last epoch")
+    cluster.add_argument("--array-parallelism", type=int, help="jobs of the array running at once (default 32)")
+    cluster.add_argument("--no-wait", action="store_true", help="submit and return instead of waiting for the jobs")
     common(sub)
     sub.set_defaults(func=cmd_suite)
+
+    sub = commands.add_parser("eval", help="re-measure a trained model: metrics, executed MACs, latency on this machine",
+                              description="Rebuild the trained model of a run record (kept in <results>/models by `dynbench "
+                                          "run`), evaluate it on a split, recount its executed MACs, time its realized "
+                                          "latency on this machine, and write an evaluation record to "
+                                          "<results>/evals/<hash>.json linked to the run record. On the training machine "
+                                          "the test split reproduces the record's test metrics and MACs exactly.")
+    sub.add_argument("record", help="a run record's path, or its spec hash (or a unique prefix) in <results>/runs")
+    sub.add_argument("--split", choices=["test", "val"], default="test", help="split to evaluate (default test)")
+    sub.add_argument("--device", help="cpu or cuda (default: cuda when available); latency is timed there")
+    sub.add_argument("--threads", type=int, default=1, help="intra-op CPU threads for the latency timing (default 1, "
+                                                            "as in training records)")
+    common(sub)
+    sub.set_defaults(func=cmd_eval)
 
     sub = commands.add_parser("tables", help="rebuild leaderboards under results/ from the run records",
                               description="Rebuild results/leaderboard.md, leaderboard.csv and runs.csv from the run records alone.")
@@ -350,6 +401,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dynbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dynbench: interrupted: the unfinished run wrote no record; completed runs are kept. "
-              "Run the same command again to resume.", file=sys.stderr)
+        print("dynbench: interrupted: the unfinished run wrote no record (its last completed epoch is kept); "
+              "completed runs are kept. Run the same command again to resume.", file=sys.stderr)
         return 130

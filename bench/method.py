@@ -82,6 +82,16 @@ class Method:
         counts). Paper-style metrics (SkipNet's computation %, CosineGate's `macs_nominal`) go here."""
         return {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The method's own training state that is not in the model (tensors, plain values), saved in the
+        per-epoch checkpoint so an interrupted run resumes exactly. State that `on_epoch_start` sets
+        every epoch (SkipNet's phase, MIDL's k) need not be here: a resumed run calls it again for the
+        epoch it continues, and `dynbench eval` for the last epoch."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (on resume, after `build` and before the next epoch)."""
+
 
 def check_option_type(owner: str, key: str, value: Any, default: Any, flag: str = "--option") -> None:
     """A `DynBenchError` unless `value` has the type of the option's default: a number for a float (an int

@@ -9,6 +9,10 @@ claimed while it trains so that two suites on one results folder share the work.
     seeds = [0, 1, 2]
     datasets = "available"            # or a list of names; "available" = every dataset whose files are present
     methods = ["dense", "skipnet:*"]  # name (default preset), name:preset, name:* (every preset), or "all"
+
+    [executor]                        # optional: where the runs execute (see bench/executors.py)
+    name = "submitit"
+    partition = "gpu"
 """
 from __future__ import annotations
 
@@ -28,18 +32,21 @@ import time
 import tomllib
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from bench import DynBenchError, registry
+from bench.executors import check_table
 from bench.profiles import PROFILES
 from bench.records import RunSpec, check_results_writable
 from bench.train import make_spec, resolve_device, run
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SUITE_KEYS = {"profile": str, "seeds": list, "datasets": (list, str), "methods": (list, str)}
+OPTIONAL_KEYS = {"executor"}  # a table of executor options, checked by bench.executors
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Suite:
     seeds: list[int]
     datasets: list[str] | str  # names, or "available"
     methods: list[tuple[str, str]]  # (method, preset); preset "*" = every preset
+    executor: dict[str, Any] = field(default_factory=dict)  # the file's [executor] options (bench.executors)
 
 
 def suite_names() -> list[str]:
@@ -83,8 +91,9 @@ def load_suite(name_or_path: str) -> Suite:
         if not isinstance(data[key], kind):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise DynBenchError(f"{_where(path, text, key)}: key '{key}' must be a {names}, not {type(data[key]).__name__}")
-    for key in sorted(set(data) - set(SUITE_KEYS)):
-        raise DynBenchError(f"{_where(path, text, key)}: unknown key '{key}'; keys: {', '.join(SUITE_KEYS)}")
+    for key in sorted(set(data) - set(SUITE_KEYS) - OPTIONAL_KEYS):
+        raise DynBenchError(f"{_where(path, text, key)}: unknown key '{key}'; keys: {', '.join([*SUITE_KEYS, *OPTIONAL_KEYS])}")
+    executor = check_table(data.get("executor", {}), _where(path, text, "executor"))
     if data["profile"] not in PROFILES:
         raise DynBenchError(f"{_where(path, text, 'profile')}: key 'profile': unknown profile '{data['profile']}'; "
                             f"profiles: {', '.join(PROFILES)}")
@@ -105,7 +114,7 @@ def load_suite(name_or_path: str) -> Suite:
             raise DynBenchError(f"{_where(path, text, entry)}: key 'methods': method '{name}' has no preset '{preset}'; "
                                 f"presets: {', '.join(cls.presets)}")
         methods.append((name, preset))
-    return Suite(path.stem, path, data["profile"], data["seeds"], datasets, methods)
+    return Suite(path.stem, path, data["profile"], data["seeds"], datasets, methods, executor)
 
 
 def _check_names(path: Path, text: str, key: str, value: list | str, special: str,

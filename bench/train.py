@@ -9,6 +9,7 @@ import math
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from tqdm import tqdm
 
 from bench import DynBenchError, registry
 from bench.backbones import ALIASES, FAMILIES, build_backbone
-from bench.data import SPLIT_SEED, BatchPipeline, fixed_subset, iterate_batches, load_splits
+from bench.checkpoints import RunCheckpoints, restore_rng_states, rng_states
+from bench.data import SPLIT_SEED, BatchPipeline, DataSplits, fixed_subset, iterate_batches, load_splits
 from bench.dataset import DatasetPlugin, TensorSplit
 from bench.gate_stats import input_dependence, per_gate_rates
 from bench.gates import GateTrace
@@ -89,7 +91,9 @@ def plugin_file(cls: type) -> str:
 def run(spec: RunSpec, data_root: Path, results_dir: Path, force: bool = False,
         device: str | None = None, progress: bool = True) -> tuple[RunRecord, bool]:
     """Train and evaluate `spec`, or reuse its record. Returns (record, reused). The record is written
-    only when the run completes, so an interrupted run leaves nothing behind."""
+    only when the run completes, so an interrupted run leaves nothing behind but its per-epoch resume
+    file, from which the same call continues (`force` discards it and retrains from the first epoch).
+    A completed run also keeps its trained model (`bench.checkpoints`)."""
     method_cls, dataset_cls = registry.get_method(spec.method), registry.get_dataset(spec.dataset)
     path = record_path(results_dir, spec)
     current_code = code_hash(plugin_file(method_cls), plugin_file(dataset_cls))
@@ -98,12 +102,17 @@ def run(spec: RunSpec, data_root: Path, results_dir: Path, force: bool = False,
         if previous is not None and previous.code_hash == current_code:
             return previous, True
     spec.check()
-    target = resolve_device(device)
+    run_device = resolve_device(device)
     check_results_writable(results_dir)  # before training, not at save time
-    record = _train_and_evaluate(spec, method_cls(spec.preset, **spec.method_options), dataset_cls(),
-                                 data_root, target, current_code, progress)
+    checkpoints = RunCheckpoints(Path(results_dir), spec, current_code)
+    if force:
+        checkpoints.discard_resume()
+    record, trained = _train_and_evaluate(spec, method_cls(spec.preset, **spec.method_options), dataset_cls(),
+                                          data_root, run_device, current_code, progress, checkpoints)
     _require_finite(spec, record)
+    checkpoints.save_model(trained, run_device)  # before the record: a kill in between resumes, never loses the model
     save_record(path, record)
+    checkpoints.discard_resume()
     return record, False
 
 
@@ -152,18 +161,59 @@ def _nonfinite_loss(spec: RunSpec, epoch: int, per_sample: torch.Tensor, extra: 
                          "lower --lr or fix that term")
 
 
+@dataclass
+class LoopState:
+    """Where the epoch loop stands; what the per-epoch checkpoint carries besides the state dicts."""
+
+    epoch: int = 0  # epochs whose training steps are done
+    step: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)  # completed epochs, val-scored where due
+    pending: dict[str, float] | None = None  # the entry of epoch `epoch`: trained, not yet val-scored
+    train_seconds: float = 0.0  # spent in the loop by earlier (interrupted) processes
+
+
+@dataclass
+class _Training:
+    """The parts of one run that the epoch loop drives."""
+
+    spec: RunSpec
+    method: Method
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    pipeline: BatchPipeline
+    train: TensorSplit
+    val: TensorSplit
+    order_rng: torch.Generator
+    augment_rng: torch.Generator
+    device: torch.device
+    primary: str
+    progress: bool
+
+    def snapshot(self, state: LoopState, seconds: float) -> dict[str, Any]:
+        """The resumable state after the training steps of epoch `state.epoch` (before its val scoring)."""
+        return {**dataclasses.asdict(state), "train_seconds": seconds, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "method": self.method.state_dict(),
+                "rng": rng_states(self.device, order=self.order_rng, augment=self.augment_rng)}
+
+    def restore(self, saved: dict[str, Any]) -> LoopState:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.method.load_state_dict(saved["method"])
+        restore_rng_states(saved["rng"], self.device, order=self.order_rng, augment=self.augment_rng)
+        return LoopState(saved["epoch"], saved["step"], list(saved["curve"]), saved["pending"], saved["train_seconds"])
+
+
 def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, data_root: Path,
-                        device: torch.device, current_code: str, progress: bool) -> RunRecord:
+                        device: torch.device, current_code: str, progress: bool,
+                        checkpoints: RunCheckpoints | None = None) -> tuple[RunRecord, dict[str, Any]]:
+    """Train (resuming from `checkpoints` when it holds a valid resume file, saving one after every
+    epoch), evaluate, and return the record with the trained model's payload for `RunCheckpoints.save_model`."""
     started = time.perf_counter()
     seeds = {"split": SPLIT_SEED, **{axis: derive_seed(spec.seed, axis) for axis in ("init", "order", "augment", "gates")}}
-    splits = load_splits(dataset, data_root)
-    train = splits.train
-    if spec.max_train_examples is not None and spec.max_train_examples < len(train):
-        train = train.subset(torch.arange(spec.max_train_examples))  # the split is already shuffled with a fixed seed
-    val_split = splits.val
-    if spec.max_val_examples is not None and spec.max_val_examples < len(val_split):
-        val_split = val_split.subset(torch.arange(spec.max_val_examples))  # val is already a random draw
-    test_split = fixed_subset(splits.test, spec.max_test_examples)
+    splits, train, val_split, test_split = run_splits(spec, dataset, data_root)
 
     torch.manual_seed(seeds["init"])
     backbone = build_backbone(spec.backbone, tuple(train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
@@ -182,51 +232,16 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
     augment_rng = torch.Generator().manual_seed(seeds["augment"])
     torch.manual_seed(seeds["gates"])  # gate noise (Gumbel, Bernoulli) draws from the global generator
 
-    curve, step, primary = [], 0, dataset.primary_metric
-    train_started = time.perf_counter()
-    for epoch in range(spec.epochs):
-        epoch_started = time.perf_counter()
-        model.train()
-        method.on_epoch_start(model, epoch, spec.epochs)
-        sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
-        batches = iterate_batches(train, spec.batch_size, shuffle=True, generator=order_rng, drop_last=True)
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{spec.epochs}", leave=False,
-                   disable=not progress or None, file=sys.stderr)
-        for x, y in bar:
-            inputs, targets = pipeline.batch(x, y, augment_rng, train=True)
-            with GateTrace.recording() as trace:
-                logits = model(inputs)
-            per_sample = task_loss(logits, targets, reduction="none")
-            context = StepContext(inputs, targets, logits, per_sample, trace, epoch, spec.epochs, step, total_steps)
-            extra = method.extra_losses(model, context)
-            loss = per_sample.mean() + sum(extra.values(), torch.zeros((), device=device))
-            if not torch.isfinite(loss):
-                raise _nonfinite_loss(spec, epoch, per_sample, extra, loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            n = len(targets)
-            sums["loss"] += loss.item() * n
-            sums["correct"] += correct_per_sample(logits, targets).sum().item()
-            sums["seen"] += n
-            for name, value in extra.items():
-                sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value.item() * n
-        seen = max(sums.pop("seen"), 1.0)
-        entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_accuracy": sums.pop("correct") / seen,
-                 **{k: v / seen for k, v in sums.items()}}
-        if (epoch + 1) % spec.val_every == 0 or epoch + 1 == spec.epochs:  # the last epoch's is the final val score
-            val_metrics, val_trace = evaluate(model, val_split, pipeline)
-            entry[f"val_{primary}"] = val_metrics[primary]
-        entry["seconds"] = time.perf_counter() - epoch_started
-        curve.append(entry)
-        if progress:
-            val = f", val {primary} {entry[f'val_{primary}']:.4f}" if f"val_{primary}" in entry else ""
-            print(f"  epoch {epoch + 1}/{spec.epochs}: loss {entry['loss']:.4f}{val}, {entry['seconds']:.1f}s", file=sys.stderr)
-    train_seconds = time.perf_counter() - train_started
+    training = _Training(spec, method, model, optimizer, scheduler, pipeline, train, val_split, order_rng,
+                         augment_rng, device, dataset.primary_metric, progress)
+    saved = checkpoints.load_resume(device) if checkpoints is not None else None
+    state = training.restore(saved) if saved is not None else LoopState()
+    if saved is not None:
+        print(f"{spec.label}: resuming after epoch {state.epoch}/{spec.epochs} from {checkpoints.resume}",
+              file=sys.stderr, flush=True)
+    curve, (val_metrics, val_trace), train_seconds = _train_epochs(training, state, checkpoints)
 
-    # Training is over: from here on the test split is scored (once), never used to choose anything.
+    eval_rng = rng_states(device)  # what the test evaluation draws from: `dynbench eval` starts there too
     test_metrics, test_trace = evaluate(model, test_split, pipeline)
     all_on = all_on_metrics(model, val_split, test_split, pipeline) if gated_units(model) else None
     macs = executed_macs(model.cpu(), example, test_trace, dense_macs)
@@ -245,13 +260,15 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         metrics["all_on"] = all_on
         metrics["latency"] = realized_latency(model, pipeline(test_split.x[:LATENCY_SAMPLES]).cpu())
     metrics["zero_loss_terms"] = zero_loss_terms(curve)
-    return RunRecord(
+    record = RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
         data={"source": splits.source, **splits.sizes(), "train_used": len(train), "val_used": len(val_split),
               "test_used": len(test_split)},
         metrics=metrics, curve=curve,
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, versions=software_versions(),
         hardware=hardware_info(device), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    trained = {"model": model.state_dict(), "method": method.state_dict(), "eval_rng": eval_rng}
+    return record, trained
 
 
 def all_on_metrics(model: nn.Module, val_split: TensorSplit, test_split: TensorSplit,
@@ -267,10 +284,100 @@ def zero_loss_terms(curve: list[dict[str, float]]) -> list[str]:
     return [name[len("loss_"):] for name in names if all(entry.get(name, 0.0) == 0.0 for entry in curve)]
 
 
-def realized_latency(model: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
-    """Dense vs really-skipping inference on test inputs (CPU, one thread): batch 1 with real branches and
-    a batch with gather/scatter. `saving` (the leaderboard's column) is the batched figure."""
-    reports = {mode: measure_latency(model, inputs, mode, threads=LATENCY_THREADS).to_dict() for mode in ("skip-b1", "gather")}
+def _train_epochs(training: _Training, state: LoopState, checkpoints: RunCheckpoints | None
+                  ) -> tuple[list[dict[str, float]], tuple[dict[str, float], GateTrace], float]:
+    """Run the epochs from `state` on; save the resumable state after each epoch's training steps.
+    Returns (curve, the last epoch's val evaluation, training seconds)."""
+    spec, loop_started = training.spec, time.perf_counter()
+    last_val = None
+    if state.pending is not None:  # resumed after an epoch's training steps: its val scoring comes first,
+        training.model.train()  # with that epoch's per-epoch attributes set again (MIDL's k, SkipNet's phase)
+        training.method.on_epoch_start(training.model, state.epoch - 1, spec.epochs)
+        last_val = _finish_epoch(training, state)
+    for epoch in range(state.epoch, spec.epochs):
+        epoch_started = time.perf_counter()
+        entry = _train_one_epoch(training, epoch, state)
+        entry["seconds"] = time.perf_counter() - epoch_started
+        state.epoch, state.pending = epoch + 1, entry
+        if checkpoints is not None:
+            seconds = state.train_seconds + time.perf_counter() - loop_started
+            checkpoints.save_resume(training.snapshot(state, seconds), training.device)
+        last_val = _finish_epoch(training, state)
+    return state.curve, last_val, state.train_seconds + time.perf_counter() - loop_started
+
+
+def _train_one_epoch(training: _Training, epoch: int, state: LoopState) -> dict[str, float]:
+    """The training steps of one epoch; returns its curve entry (train loss, accuracy, lr, extra losses)."""
+    spec, model, method, optimizer = training.spec, training.model, training.method, training.optimizer
+    steps_per_epoch = max(1, len(training.train) // spec.batch_size)
+    total_steps = spec.epochs * steps_per_epoch
+    model.train()
+    method.on_epoch_start(model, epoch, spec.epochs)
+    sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+    batches = iterate_batches(training.train, spec.batch_size, shuffle=True, generator=training.order_rng, drop_last=True)
+    bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{spec.epochs}", leave=False,
+               disable=not training.progress or None, file=sys.stderr)
+    for x, y in bar:
+        inputs, targets = training.pipeline.batch(x, y, training.augment_rng, train=True)
+        with GateTrace.recording() as trace:
+            logits = model(inputs)
+        per_sample = task_loss(logits, targets, reduction="none")
+        context = StepContext(inputs, targets, logits, per_sample, trace, epoch, spec.epochs, state.step, total_steps)
+        extra = method.extra_losses(model, context)
+        loss = per_sample.mean() + sum(extra.values(), torch.zeros((), device=training.device))
+        if not torch.isfinite(loss):
+            raise _nonfinite_loss(spec, epoch, per_sample, extra, loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        training.scheduler.step()
+        state.step += 1
+        n = len(targets)
+        sums["loss"] += loss.item() * n
+        sums["correct"] += correct_per_sample(logits, targets).sum().item()
+        sums["seen"] += n
+        for name, value in extra.items():
+            sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value.item() * n
+    seen = max(sums.pop("seen"), 1.0)
+    return {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_accuracy": sums.pop("correct") / seen,
+            **{k: v / seen for k, v in sums.items()}}
+
+
+def _finish_epoch(training: _Training, state: LoopState) -> tuple[dict[str, float], GateTrace] | None:
+    """Score the pending epoch on val where due (every `val_every` epochs and the last one) and move its
+    entry to the curve. Returns the val evaluation, or None when this epoch has none."""
+    spec, entry, primary, epoch = training.spec, state.pending, training.primary, state.epoch
+    scored_started, scored = time.perf_counter(), None
+    if epoch % spec.val_every == 0 or epoch == spec.epochs:  # the last epoch's is the final val score
+        scored = evaluate(training.model, training.val, training.pipeline)
+        entry[f"val_{primary}"] = scored[0][primary]
+    entry["seconds"] += time.perf_counter() - scored_started
+    state.curve.append(entry)
+    state.pending = None
+    if training.progress:
+        val = f", val {primary} {entry[f'val_{primary}']:.4f}" if f"val_{primary}" in entry else ""
+        print(f"  epoch {epoch}/{spec.epochs}: loss {entry['loss']:.4f}{val}, {entry['seconds']:.1f}s", file=sys.stderr)
+    return scored
+
+
+def run_splits(spec: RunSpec, dataset: DatasetPlugin, data_root: Path
+               ) -> tuple[DataSplits, TensorSplit, TensorSplit, TensorSplit]:
+    """The dataset's splits and the (train, val, test) parts a run of `spec` uses."""
+    splits = load_splits(dataset, data_root)
+    train = splits.train
+    if spec.max_train_examples is not None and spec.max_train_examples < len(train):
+        train = train.subset(torch.arange(spec.max_train_examples))  # the split is already shuffled with a fixed seed
+    val_split = splits.val
+    if spec.max_val_examples is not None and spec.max_val_examples < len(val_split):
+        val_split = val_split.subset(torch.arange(spec.max_val_examples))  # val is already a random draw
+    return splits, train, val_split, fixed_subset(splits.test, spec.max_test_examples)
+
+
+def realized_latency(model: nn.Module, inputs: torch.Tensor, threads: int = LATENCY_THREADS) -> dict[str, Any]:
+    """Dense vs really-skipping inference on test inputs (on their device; `threads` intra-op CPU threads):
+    batch 1 with real branches and a batch with gather/scatter. `saving` (the leaderboard's column) is
+    the batched figure."""
+    reports = {mode: measure_latency(model, inputs, mode, threads=threads).to_dict() for mode in ("skip-b1", "gather")}
     return {**reports, "saving": reports["gather"]["latency_saving"], "saving_mode": "gather"}
 
 

@@ -190,6 +190,13 @@ class BatchShaping(Method):
             del memory[:-int(self.config["bs_memory"])]
         return cvm
 
+    def state_dict(self) -> dict[str, Any]:
+        """The `bs_memory` batches of gate values kept across steps (and epochs)."""
+        return {"memory": {unit: list(values) for unit, values in self.memory.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.memory = {unit: list(values) for unit, values in state.get("memory", {}).items()}
+
     def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
         """§4.9: shares of always-on / conditional / always-off channel gates and the active fraction."""
         return channel_report(trace)

@@ -1,6 +1,8 @@
 """The command line: help for every command, one-line errors with the right exit codes, Ctrl-C handling."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from bench.cli import build_parser, main, parse_options
@@ -57,13 +59,27 @@ def test_a_missing_data_root_from_the_environment_is_named(tmp_path, capsys, mon
 
 
 def test_ctrl_c_mid_run_leaves_no_partial_record(repo_copy, tmp_path):
+    """A real SIGINT at the start of epoch 2. The child starts with SIGINT at its default disposition, so the
+    test holds however pytest was started (from a background job, SIGINT is inherited as ignored)."""
     (repo_copy / "methods" / "interrupts.py").write_text(INTERRUPTING_METHOD)
     results = tmp_path / "results"
     result = run_cli("run", "--method", "interrupts", "--dataset", "digits", "--profile", "smoke", "--epochs", "3",
-                     "--results", str(results), cwd=repo_copy)
+                     "--results", str(results), cwd=repo_copy, sigint=signal.SIG_DFL)
     assert result.returncode == 130
     assert "interrupted" in result.stderr and "Run the same command again" in result.stderr
     assert not results.exists() or not list(results.rglob("*.json*"))
+    assert len(list(results.glob("models/*.resume.pt"))) == 1  # epoch 1 is kept: the same command resumes there
+
+
+def test_started_with_sigint_ignored_dynbench_keeps_ignoring_it(repo_copy, tmp_path):
+    """As documented (README, `dynbench --help`): like any Unix tool, a dynbench started with SIGINT ignored
+    (`nohup`, `cmd &` in a script) is not stopped by Ctrl-C; the run completes."""
+    (repo_copy / "methods" / "interrupts.py").write_text(INTERRUPTING_METHOD)
+    results = tmp_path / "results"
+    result = run_cli("run", "--method", "interrupts", "--dataset", "digits", "--profile", "smoke", "--epochs", "2",
+                     "--results", str(results), cwd=repo_copy, sigint=signal.SIG_IGN)
+    assert result.returncode == 0, result.stderr
+    assert len(list(results.glob("runs/*.json"))) == 1
 
 
 def test_run_prints_accuracy_macs_and_the_record_path(tmp_path, capsys):
