@@ -2,7 +2,8 @@
 a static smaller net at its executed MACs. A control names the run it matches by record path or spec
 hash; this module loads that record, checks that it was trained in the same setting (dataset, backbone
 and its options), and summarises it for the control's own record, so that the control goes stale when
-the matched run changes (its `spec_hash` or `code_hash` differs from the ones recorded here).
+the matched run changes (its spec hash, code hash or training differs from the one recorded here): the
+boards mark it, and `dynbench run` / `suite` train it again.
 
 Only validation figures of the matched run feed a control: `val_exec_rate_per_unit`,
 `val_exec_rate_per_gate` (per channel) and the executed MACs, which a run counts on its validation trace
@@ -64,6 +65,23 @@ def val_executed_fraction(matched: RunRecord) -> float:
 def summary(matched: RunRecord) -> dict[str, Any]:
     """What a control records of the run it matches (tables mark the control stale when these change)."""
     return {"spec_hash": matched.spec_hash, "code_hash": matched.code_hash, "created": matched.created,
+            "wall_seconds": matched.wall_seconds,  # with `created`: tells two trainings of one spec apart
             "method": matched.spec.get("method"), "preset": matched.spec.get("preset"),
             "rates_from": "val" if matched.metrics.get("val_exec_rate_per_unit") else "none",
             "macs_from": "val" if matched.metrics.get("val_executed_macs") else "test (record predates val MACs)"}
+
+
+def matched_run_changed(record: RunRecord) -> str | None:
+    """Why a control's record no longer matches the run it names (retrained, gone), or None while it does."""
+    recorded = record.metrics.get("matched_record")
+    reference = record.spec.get("method_options", {}).get("match_record")
+    if not recorded or reference is None:
+        return None
+    try:
+        current = load_matched(record.spec["method"], reference)
+    except DynBenchError as exc:
+        return str(exc)
+    now = summary(current)
+    if any(now[key] != recorded.get(key) for key in ("spec_hash", "code_hash", "created", "wall_seconds")):
+        return f"the run it matches ({current.spec_hash}) was retrained after it"
+    return None

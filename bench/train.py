@@ -28,6 +28,7 @@ from bench.gate_stats import input_dependence, per_gate_rates
 from bench.gates import GateTrace
 from bench.latency import measure_latency
 from bench.macs import count_macs, count_params, executed_macs
+from bench.matching import matched_run_changed
 from bench.method import Method, StepContext, check_option_type
 from bench.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_accuracy
 from bench.profiles import PROFILES
@@ -99,7 +100,10 @@ def run(spec: RunSpec, data_root: Path, results_dir: Path, force: bool = False,
     current_code = code_hash(plugin_file(method_cls), plugin_file(dataset_cls))
     if path.exists() and not force:
         previous = _previous_record(path)
-        if previous is not None and previous.code_hash == current_code:
+        changed = matched_run_changed(previous) if previous is not None else None
+        if changed:
+            print(f"dynbench: warning: {spec.label}: {changed}; running it again", file=sys.stderr)
+        elif previous is not None and previous.code_hash == current_code:
             return previous, True
     spec.check()
     run_device = resolve_device(device)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bench import DynBenchError, registry
-from bench.records import RunRecord, save_record
+from bench.records import RunRecord, load_record, save_record
 from bench.train import make_spec
 from bench.wrappers import gated_units
 from tests.models import small_backbone
@@ -126,3 +126,21 @@ def test_static_small_takes_its_budget_from_the_matched_runs_validation_macs(tmp
     save_record(path, record)
     with pytest.raises(DynBenchError, match="executes 100.1 % of its dense MACs"):
         registry.get_method("static_small")(match_record=str(path))
+
+
+def test_a_control_is_retrained_when_the_run_it_matches_was_retrained(tmp_path) -> None:
+    from bench.data import resolve_data_root
+    from bench.train import run
+
+    results = tmp_path / "results"
+    gated = make_spec("convnet_aig", "digits", profile="smoke", max_val_examples=64, max_test_examples=64)
+    record, _ = run(gated, resolve_data_root(None), results, progress=False)
+    matched = str(results / "runs" / f"{gated.hash}.json")
+    control = make_spec("random_gate", "digits", profile="smoke", max_val_examples=64, max_test_examples=64,
+                        method_options={"match_record": matched})
+    first, reused = run(control, resolve_data_root(None), results, progress=False)
+    assert not reused and first.metrics["matched_record"]["spec_hash"] == gated.hash
+    assert run(control, resolve_data_root(None), results, progress=False)[1]  # unchanged: reused
+    run(gated, resolve_data_root(None), results, force=True, progress=False)  # the matched run is retrained
+    again, reused = run(control, resolve_data_root(None), results, progress=False)
+    assert not reused and again.metrics["matched_record"]["created"] == load_record(results / "runs" / f"{gated.hash}.json").created
