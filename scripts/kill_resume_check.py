@@ -21,19 +21,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TIMING_FIELDS = ("train_seconds", "wall_seconds", "created")
-
-
-def comparable(record: dict) -> dict:
-    """A record without timings: wall/train seconds, creation time, per-epoch seconds, latency timings."""
-    kept = {k: v for k, v in record.items() if k not in TIMING_FIELDS}
-    kept["curve"] = [{k: v for k, v in entry.items() if k != "seconds"} for entry in record["curve"]]
-    metrics = dict(record["metrics"])
-    if "latency" in metrics:
-        metrics["latency"] = {mode: report["mac_saving"] for mode, report in metrics["latency"].items()
-                              if isinstance(report, dict)}
-    kept["metrics"] = metrics
-    return kept
+sys.path.insert(0, str(REPO))
+from tests.fixtures.records import comparable  # noqa: E402 (the tests compare records the same way)
 
 
 def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -45,7 +34,6 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def checkpointed_epoch(results: Path) -> str:
-    sys.path.insert(0, str(REPO))
     from bench.checkpoints import read_checkpoint
 
     files = list(results.glob("models/*.resume.pt"))
