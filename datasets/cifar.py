@@ -75,7 +75,9 @@ class _Cifar(DatasetPlugin):
         if missing:
             return Availability(False, f"image-folder tree {tree} lacks {len(missing)} class folder(s), e.g. {missing[0]}; "
                                        f"it needs train/ and test/ with one folder per class ({', '.join(self.classes[:3])}, ...)")
-        return Availability(True, f"image-folder tree {tree} (PNG files, not the official archive)")
+        sample = ("; a SAMPLE of the dataset (its README says what was drawn): scores are not comparable to published "
+                  "results" if tree.name.endswith("-sample") else "")
+        return Availability(True, f"image-folder tree {tree} (PNG files, not the official archive{sample})")
 
     def check_files(self, root: Path) -> str:
         """MD5 of every official batch and of the meta file against torchvision's published values."""
@@ -138,4 +140,4 @@ class Cifar100(_Cifar):
     torchvision_class = torchvision.datasets.CIFAR100
     label_key = "fine_labels"
     classes = CIFAR100_CLASSES
-    image_folders = ("cifar100", "cifar100-png")
+    image_folders = ("cifar100", "cifar100-png", "cifar100-png-sample")  # the sample: 80/20 per class of official train

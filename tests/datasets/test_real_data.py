@@ -17,6 +17,7 @@ EXPECTED = {  # dataset: (train, test) as published for these copies (see the mi
     "adult": (32561, 16281),
     "imdb": (5000, 5000),  # the sample: 2,500 per class and split
     "cifar10": (10000, 10000),  # the PNG sample: 1,000 per class in train, the full test set
+    "cifar100": (8000, 2000),  # the PNG sample: 80 train / 20 test per class, all from the official train set
 }
 SMOKE_EPOCHS = 3  # the smoke profile's 512 examples, a few passes: enough to beat chance, seconds per epoch
 
