@@ -37,7 +37,7 @@ class Adult(DatasetPlugin):
     backbone = "resmlp"
     # methods.md §6.5: MLP tasks train with Adam at lr 1e-3; `quick` keeps all 29,305 rows, 3 epochs
     # standard/paper: SGD at lr 0.1 is the CIFAR recipe; the MLP overfits Adult after a few epochs. Chosen on
-    # validation (results/profile_choice, dense seed 0): AdamW lr 3e-4 for 6 epochs, val 84.83 % (lr 1e-3 for
+    # validation (results/sweeps/profile_choice, dense seed 0): AdamW lr 3e-4 for 6 epochs, val 84.83 % (lr 1e-3 for
     # 3/6/20 epochs: 84.55/84.52/83.02; lr 3e-4 for 12: 83.42).
     profile_overrides = {"quick": {"epochs": 3, "batch_size": 256, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
                          **{profile: {"epochs": 6, "batch_size": 256, "optimizer": "adamw", "lr": 3e-4}
