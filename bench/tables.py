@@ -31,7 +31,7 @@ def _confined(results_dir: Path, relative: str) -> Path:
 
 
 def load_noise(results_dir: Path) -> dict | None:
-    """`<results>/noise.json`, the measured cross-machine noise: {"description": str, "rows": [{"dataset",
+    """`<results>/noise.json`, the measured run-to-run noise (same suite, another machine or thread layout): {"description": str, "rows": [{"dataset",
     "profile", "entry", "abs_diff" (fraction)}, ...]}; None when absent or unreadable (with a warning)."""
     path = results_dir / NOISE_FILE
     if not path.is_file():
@@ -57,7 +57,7 @@ def noise_line(board: Board, noise: dict | None) -> str | None:
     if not diffs:
         return "Cross-machine noise: not measured for this setting (none in `noise.json`)."
     median = diffs[len(diffs) // 2] if len(diffs) % 2 else (diffs[len(diffs) // 2 - 1] + diffs[len(diffs) // 2]) / 2
-    return (f"Measured cross-machine noise ({noise.get('description', 'noise.json')}): |Δ test| median "
+    return (f"Measured run-to-run noise ({noise.get('description', 'noise.json')}): |Δ test| median "
             f"{100 * median:.2f}, max {100 * diffs[-1]:.2f} points over {len(diffs)} runs. Differences smaller "
             "than this are not evidence.")
 
@@ -108,7 +108,7 @@ def index_markdown(own: list[Board], nested: list[tuple[str, Board]], select_on:
              "board per setting (dataset, backbone, profile, schedule, test subset); savings against that board's "
              "own dense row; longest profile first. Full report: [report.html](report.html).", ""]
     if noise is not None:
-        lines += [f"Measured cross-machine noise: see `{NOISE_FILE}` ({noise.get('description', '')}); each board "
+        lines += [f"Measured run-to-run noise: see `{NOISE_FILE}` ({noise.get('description', '')}); each board "
                   "prints its own setting's figure.", ""]
     datasets = sorted({b.setting["dataset"] for _, b in entries})
     for dataset in datasets:

@@ -323,7 +323,7 @@ def test_noise_measured_between_two_folders_is_quoted_on_the_quick_board(tmp_pat
     assert sorted(round(r["abs_diff"], 6) for r in noise["rows"]) == [0.0, 0.01, 0.03]
     write_tables(here)
     board = (here / "quick/digits/resnet8_quick_1ep/leaderboard.md").read_text()
-    assert "Measured cross-machine noise (2 threads vs 1): |Δ test| median 1.00, max 3.00 points over 3 runs" in board
+    assert "Measured run-to-run noise (2 threads vs 1): |Δ test| median 1.00, max 3.00 points over 3 runs" in board
     with pytest.raises(DynBenchError, match="no run .* has a twin"):
         write_noise(here, tmp_path / "empty", "nothing")
 
