@@ -14,7 +14,9 @@ RANK_RULE = ("Rank: by mean validation score (accuracy, or mIoU for segmentation
              "executed MACs. Test scores are reported, never used to order, choose or mark the front of a sweep. "
              "'Best' = the best mean validation score among rows executing at most this board's dense MACs.")
 CI_RULE = (f"Scores and MACs: mean over seeds with its {100 * CONFIDENCE:.0f} % t-interval [low, high] (Student's t, "
-           "n − 1 degrees of freedom); n = seeds; '†' = a single seed: no interval, the figure is one run.")
+           "n − 1 degrees of freedom; score intervals cut at 0 and 100 %); n = seeds; '†' = a single seed: no "
+           "interval, the figure is one run.")
+SCORE_BOUNDS = (0.0, 1.0)  # accuracy and mIoU are fractions
 FRONT_RULE = ("Front: 'front' = no other row has at most its MACs and at least its mean test score (one of them "
               "strictly better); otherwise 'dominated by #k' names the best-scoring row that dominates it; "
               "'(within CI)' = the two rows' test intervals overlap, or one of them has a single seed.")
@@ -62,8 +64,8 @@ def display_frame(board: Board, select_on: str | None = None, evals: list[EvalLa
     frame = pd.DataFrame({
         "rank": rows["rank"], "method": rows["entry"],
         "n": [f"{n}" if n > 1 else "1 †" for n in rows["seeds"]],
-        f"val {metric} (%)": [r.format(100) for r in rows["val"]],
-        f"test {metric} (%)": [r.format(100) if rank in shown_test else "(not reported)"
+        f"val {metric} (%)": [r.format(100, bounds=SCORE_BOUNDS) for r in rows["val"]],
+        f"test {metric} (%)": [r.format(100, bounds=SCORE_BOUNDS) if rank in shown_test else "(not reported)"
                                for r, rank in zip(rows["score"], rows["rank"])],
         "executed MACs (M)": [r.format(1e-6, 3) for r in rows["macs"]],
         "MAC saving vs dense (%)": rows["mac_saving"].map(_pct),
@@ -97,7 +99,7 @@ def best_line(board: Board, link: str | None = None) -> str:
     if best is None:
         return f"Best: none at or below dense MACs{where}"
     return (f"Best (chosen on validation, at ≤ dense MACs): **{best['entry']}** — test {best['metric']} "
-            f"{best['score'].format(100)} % (n = {best['seeds']}), {_pct(best['mac_saving'])} % MAC saving vs "
+            f"{best['score'].format(100, bounds=SCORE_BOUNDS)} % (n = {best['seeds']}), {_pct(best['mac_saving'])} % MAC saving vs "
             f"dense, {input_dependence_label(best).replace('**', '')}{where}")
 
 

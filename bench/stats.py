@@ -37,11 +37,14 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.has_spread and (self.low > 0 or self.high < 0)
 
-    def format(self, scale: float = 1.0, digits: int = 2) -> str:
-        """`mean [low, high]`, or the mean alone when there is no spread to show (n = 1)."""
+    def format(self, scale: float = 1.0, digits: int = 2, bounds: tuple[float, float] | None = None) -> str:
+        """`mean [low, high]`, or the mean alone when there is no spread to show (n = 1). `bounds` cuts the
+        printed interval to the values the quantity can take (a score between 0 and 1): with two seeds
+        the t-interval easily runs past them."""
         if not self.has_spread:
             return f"{scale * self.mean:.{digits}f}"
-        return f"{scale * self.mean:.{digits}f} [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
+        low, high = (self.low, self.high) if bounds is None else (max(self.low, bounds[0]), min(self.high, bounds[1]))
+        return f"{scale * self.mean:.{digits}f} [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:

@@ -58,3 +58,10 @@ def test_paired_verdicts_follow_the_interval(gated, control, verdict):
 def test_pairs_are_formed_by_seed_only():
     result = paired_comparison({0: 0.9, 1: 0.8, 5: 0.7}, {1: 0.7, 0: 0.8, 7: 0.1})
     assert result.seeds == (0, 1) and result.difference.mean == pytest.approx(0.1)
+
+
+def test_a_printed_score_interval_stays_within_what_a_score_can_be():
+    wide = t_interval([0.95, 0.99])  # two seeds: t = 12.7 sends the interval past 100 %
+    assert wide.high > 1
+    assert wide.format(100, bounds=(0.0, 1.0)).endswith(", 100.00]")
+    assert wide.format(100) != wide.format(100, bounds=(0.0, 1.0))
