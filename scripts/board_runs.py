@@ -66,37 +66,37 @@ def main() -> int:
     lock = threading.Lock()
     rows = [row for row in ROWS if not args.only or row.entry in args.only]
 
-    def run(entry: str, seed: int, *options: str, force: bool = False) -> tuple[str | None, bool]:
-        """One `dynbench run`; returns (record path, trained now?)."""
+    def run(entry: str, seed: int, *options: str) -> str | None:
+        """One `dynbench run` (a control whose matched run was retrained is retrained by `run` itself);
+        returns the record path."""
         method, _, preset = entry.partition(":")
         command = [sys.executable, "-m", "bench", "run", "--method", method, "--preset", preset or "default",
                    "--dataset", args.dataset, "--backbone", args.backbone, "--profile", args.profile,
                    "--epochs", str(args.epochs), "--seed", str(seed), "--results", str(out),
-                   *[item for option in options for item in ("--option", option)], *(["--force"] if force else [])]
+                   *[item for option in options for item in ("--option", option)]]
         if args.data_root:
             command += ["--data-root", args.data_root]
         started = time.time()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
         match = re.search(r"record: (\S+)", result.stdout)
-        trained = "trained in" in result.stdout
         with lock:
             status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode})"
             print(f"{time.strftime('%H:%M:%S')} {entry} {' '.join(options)} seed {seed}: {status} "
                   f"in {time.time() - started:.0f}s", file=sys.stderr)
             log.write(" ".join(command) + "\n" + result.stdout + result.stderr[-2000:] + "\n")
-        return (match.group(1) if match and result.returncode == 0 else None), trained
+        return match.group(1) if match and result.returncode == 0 else None
 
     def gated_with_controls(row: Row, seed: int) -> None:
-        record, retrained = run(row.entry, seed)
+        record = run(row.entry, seed)
         if record is None:
             return
         if row.random == "channel":
-            run("random_gate", seed, f"match_record={record}", "unit=channel", force=retrained)
+            run("random_gate", seed, f"match_record={record}", "unit=channel")
         elif row.random is not None:
-            run("random_gate", seed, f"match_record={record}", f"composition={row.random}", force=retrained)
+            run("random_gate", seed, f"match_record={record}", f"composition={row.random}")
         if row.static:
-            run("static_small", seed, f"match_record={record}", force=retrained)
+            run("static_small", seed, f"match_record={record}")
         for entry in row.extra:
             run(entry, seed)
 
