@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from bench.tables import write_tables
+    from bench.reporting.tables import write_tables
 
     print(f"wrote {write_tables(Path(args.results), select_on=args.select_on)}")
     return 0
@@ -322,8 +322,8 @@ def _backbone_from_args(args: argparse.Namespace):
 
 
 def cmd_macs(args: argparse.Namespace) -> int:
-    from bench.latency import random_gated
-    from bench.macs import count_macs, describe_backbone, unit_table
+    from bench.measure.latency import random_gated
+    from bench.measure.macs import count_macs, describe_backbone, unit_table
 
     backbone = _backbone_from_args(args)
     example = backbone.example_input(1)
@@ -339,7 +339,7 @@ def cmd_macs(args: argparse.Namespace) -> int:
 def cmd_latency(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.latency import measure_latency, random_gated
+    from bench.measure.latency import measure_latency, random_gated
 
     backbone = _backbone_from_args(args)
     inputs = backbone.example_input(args.batch_size, torch.Generator().manual_seed(args.seed))

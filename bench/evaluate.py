@@ -31,13 +31,13 @@ from bench import DynBenchError, registry
 from bench.backbones import build_backbone
 from bench.checkpoints import mismatch, model_path, read_checkpoint, restore_rng_states
 from bench.data import BatchPipeline
-from bench.dataset import DatasetPlugin
-from bench.macs import count_macs, executed_macs
+from bench.data.dataset import DatasetPlugin
+from bench.measure.macs import count_macs, executed_macs
 from bench.method import Method
 from bench.profiles import PROFILES
 from bench.records import RunRecord, RunSpec, code_hash, hardware_info, load_record, software_versions
 from bench.train import LATENCY_SAMPLES, evaluate, plugin_file, realized_latency, run_splits
-from bench.wrappers import gated_units
+from bench.gating.wrappers import gated_units
 
 EVAL_FORMAT = 1
 EVALS_DIR = "evals"

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from bench import DynBenchError
-from bench.gates import GateTrace
+from bench.gating.gates import GateTrace
 
 if TYPE_CHECKING:
     from bench.records import RunSpec

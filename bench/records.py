@@ -107,8 +107,8 @@ class RunRecord:
         return RunSpec(**self.spec)
 
 
-REPORTING_MODULES = ("tables.py", "plots.py", "report.py", "boards.py", "board_display.py", "stats.py", "eval_latency.py",
-                     "noise.py", "throughput.py")  # read records or measure apart from runs; never produce a record
+# read records or measure apart from runs; never produce a record (paths inside the `bench` package)
+NOT_RUN_CODE = ("reporting/", "measure/throughput.py")
 
 
 def code_hash(*plugin_files: str | os.PathLike) -> str:
@@ -125,9 +125,10 @@ def code_hash(*plugin_files: str | os.PathLike) -> str:
 def _framework_hash(package: Path = Path(bench.__file__).parent) -> str:
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
-        if path.parent == package and path.name in REPORTING_MODULES:
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith(NOT_RUN_CODE):
             continue
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+        digest.update(relative.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -50,7 +50,7 @@ def register_method(cls: T) -> T:
 
 
 def register_dataset(cls: T) -> T:
-    """Class decorator: make a `bench.dataset.DatasetPlugin` subclass available under `cls.name`."""
+    """Class decorator: make a `bench.data.dataset.DatasetPlugin` subclass available under `cls.name`."""
     return _register("datasets", cls)
 
 

@@ -23,18 +23,18 @@ from bench import DynBenchError, registry
 from bench.backbones import ALIASES, FAMILIES, build_backbone
 from bench.checkpoints import RunCheckpoints, restore_rng_states, rng_states
 from bench.data import SPLIT_SEED, BatchPipeline, DataSplits, fixed_subset, iterate_batches, load_splits
-from bench.dataset import DatasetPlugin, TensorSplit
-from bench.gate_stats import input_dependence, per_gate_rates
-from bench.gates import GateTrace
-from bench.latency import measure_latency
-from bench.macs import count_macs, count_params, executed_macs
+from bench.data.dataset import DatasetPlugin, TensorSplit
+from bench.gating.gate_stats import input_dependence, per_gate_rates
+from bench.gating.gates import GateTrace
+from bench.measure.latency import measure_latency
+from bench.measure.macs import count_macs, count_params, executed_macs
 from bench.matching import matched_run_changed
 from bench.method import Method, StepContext, check_option_type
-from bench.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_accuracy
+from bench.measure.metrics import confusion_matrix, correct_per_sample, mean_iou, pixel_accuracy
 from bench.profiles import PROFILES
 from bench.records import (CorruptRecord, RunRecord, RunSpec, check_results_writable, code_hash, hardware_info,
                            load_record, nonfinite_metrics, record_path, save_record, software_versions)
-from bench.wrappers import gated_units, gates_forced
+from bench.gating.wrappers import gated_units, gates_forced
 
 EVAL_BATCH_SIZE = 512
 LATENCY_SAMPLES = 128  # test inputs timed per run (batch-1 mode times the first 8 of them)

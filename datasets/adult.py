@@ -15,8 +15,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from torchvision.datasets.utils import download_url
 
 from bench import DynBenchError
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
-from bench.formats import download_error, require_file, verify_md5
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.formats import download_error, require_file, verify_md5
 from bench.registry import register_dataset
 
 URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"

@@ -14,8 +14,8 @@ from typing import ClassVar
 import torchvision
 
 from bench import DynBenchError
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
-from bench.formats import download_error, read_cifar_batches, read_image_folder, read_pickle_names, verify_md5
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.formats import download_error, read_cifar_batches, read_image_folder, read_pickle_names, verify_md5
 from bench.registry import register_dataset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

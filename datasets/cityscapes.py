@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from bench import DynBenchError
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
 from bench.registry import register_dataset
 
 SPLIT_FOLDERS = {"train": "train", "test": "val"}

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from bench.dataset import DatasetPlugin, TensorSplit
+from bench.data.dataset import DatasetPlugin, TensorSplit
 from bench.registry import register_dataset
 
 TEST_FRACTION = 0.2

@@ -16,8 +16,8 @@ import torch
 from torchvision.datasets.utils import download_and_extract_archive
 
 from bench import DynBenchError
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
-from bench.formats import download_error
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.formats import download_error
 from bench.registry import register_dataset
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"

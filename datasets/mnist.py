@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torchvision
 
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
-from bench.formats import download_error, find_idx_files, read_idx_split, verify_md5
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.formats import download_error, find_idx_files, read_idx_split, verify_md5
 from bench.registry import register_dataset
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

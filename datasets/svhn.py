@@ -10,8 +10,8 @@ from pathlib import Path
 import torchvision
 
 from bench import DynBenchError
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
-from bench.formats import download_error, read_image_folder, read_svhn_mat, verify_md5
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.formats import download_error, read_image_folder, read_svhn_mat, verify_md5
 from bench.registry import register_dataset
 
 SPLIT_FILES = {split: (name, md5) for split, (_, name, md5) in torchvision.datasets.SVHN.split_list.items()}

@@ -36,12 +36,12 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import ResidualBlock
-from bench.gate_stats import channel_report
-from bench.gates import GateTrace, record_extra, relax
+from bench.gating.gate_stats import channel_report
+from bench.gating.gates import GateTrace, record_extra, relax
 from bench.method import Method, StepContext
 from bench.registry import register_method
-from bench.units import wrap_hidden_units
-from bench.wrappers import ChannelGate, gated_units
+from bench.gating.units import wrap_hidden_units
+from bench.gating.wrappers import ChannelGate, gated_units
 
 PDF_CLIP = (1e-3, 100.0)  # the Beta(a, b < 1) pdf diverges at 0 and 1 (official loss code clips it)
 BS_REDUCTIONS = ("layer_mean_sum", "sum")

@@ -26,12 +26,12 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import ResidualBlock
-from bench.blockgates import (Scratch, check_fraction, gate_blocks, in_width, live_values, require_blocks,
+from bench.gating.blockgates import (Scratch, check_fraction, gate_blocks, in_width, live_values, require_blocks,
                              stage_openers)
-from bench.gates import GateTrace, gumbel_softmax2, record_extra
+from bench.gating.gates import GateTrace, gumbel_softmax2, record_extra
 from bench.method import Method, StepContext
 from bench.registry import register_method
-from bench.wrappers import BlockGate
+from bench.gating.wrappers import BlockGate
 
 GATE_HIDDEN = 16  # §3.3
 INIT_STD = 0.001  # last layer weights [code]

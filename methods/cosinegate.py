@@ -45,12 +45,12 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import ResidualBlock
-from bench.blockgates import Scratch, check_choice, check_fraction, gate_blocks, in_width, live_values
-from bench.gates import GateTrace, gumbel_sigmoid, record, record_extra
-from bench.macs import count_macs, unit_table
+from bench.gating.blockgates import Scratch, check_choice, check_fraction, gate_blocks, in_width, live_values
+from bench.gating.gates import GateTrace, gumbel_sigmoid, record, record_extra
+from bench.measure.macs import count_macs, unit_table
 from bench.method import Method, StepContext
 from bench.registry import register_method
-from bench.wrappers import BlockGate, UnitSpec, dense_copy, gated_units
+from bench.gating.wrappers import BlockGate, UnitSpec, dense_copy, gated_units
 
 SCALE_INIT = -2.2  # s_b [code]
 PREDICTOR_WEIGHT = 0.1  # cosinegate_r: 0.1·MSE(q(x), sg(CIR)) (§5.6)

@@ -16,12 +16,12 @@ Placement (§6.4): hidden units of the first linear of every residual-MLP block;
 pooled block input (GAP; masked mean over valid tokens for text) via linear C_in->r->C_out and the
 light path 1×1 conv C_in->r (conv1's stride) -> 1×1 conv r->C_out -> conv1's activation.
 
-Where this departs from §6.2 by construction of the shared wrapper (`bench.wrappers.NeuronGate`):
+Where this departs from §6.2 by construction of the shared wrapper (`bench.gating.wrappers.NeuronGate`):
 the mix happens after the host layer's norm and activation, so the light path carries the activation
 itself; with hard masks the forward pass is identical, the straight-through gradient of a score is
 h_f − h_ℓ after instead of before the activation.
 
-MACs (§6.3) come from `bench.macs`: the selected rows of the host layer scale with k/m; the score
+MACs (§6.3) come from `bench.measure.macs`: the selected rows of the host layer scale with k/m; the score
 network (V, S) and the light path run for every sample and are declared overhead; with `light=zero`
 the next layer reads only the k selected units, so its MACs scale with k/m as well, while with
 `light=lowrank` it reads all m (no downstream saving, §6.6). On vectors V runs once (the light path
@@ -43,13 +43,13 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import ResidualBlock
-from bench.gate_stats import channel_report
-from bench.gates import GateTrace, relax
+from bench.gating.gate_stats import channel_report
+from bench.gating.gates import GateTrace, relax
 from bench.method import Method
-from bench.pruning import NORMS
+from bench.gating.pruning import NORMS
 from bench.registry import register_method
-from bench.units import wrap_hidden_units
-from bench.wrappers import NeuronGate, gated_units
+from bench.gating.units import wrap_hidden_units
+from bench.gating.wrappers import NeuronGate, gated_units
 
 LIGHT_PATHS = ("lowrank", "zero")
 SELECTIONS = ("learned", "random")

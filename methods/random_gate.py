@@ -13,7 +13,7 @@ Rates, one of:
   else `val_exec_rate_per_unit` per block or layer); units that method left ungated keep rate 1. The
   record must come from the same dataset and backbone; it is summarised in this run's record
   (`matched_record`), so the control goes stale when the matched run changes.
-The gate is `bench.gates.RandomGate` (no parameters, 0 MACs); the composition of block gates defaults to
+The gate is `bench.gating.gates.RandomGate` (no parameters, 0 MACs); the composition of block gates defaults to
 the design's y = ReLU(s + g·F) — set `composition` to the compared method's (skipnet, no_act).
 Evaluation is stochastic by design (seeded by the run's gate seed): repeat seeds for the spread.
 """
@@ -26,15 +26,15 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import ResidualBlock
-from bench.blockgates import check_choice, check_fraction, gate_blocks, require_blocks
-from bench.gates import GateTrace, RandomGate
+from bench.gating.blockgates import check_choice, check_fraction, gate_blocks, require_blocks
+from bench.gating.gates import GateTrace, RandomGate
 from bench.matching import check_same_setting, load_matched, summary, val_rates
 from bench.method import Method
 from bench.records import RunSpec
 from bench.registry import register_method
-from bench.pruning import width_of
-from bench.units import is_gateable, wrap_hidden_units
-from bench.wrappers import COMPOSITIONS, BlockGate, ChannelGate
+from bench.gating.pruning import width_of
+from bench.gating.units import is_gateable, wrap_hidden_units
+from bench.gating.wrappers import COMPOSITIONS, BlockGate, ChannelGate
 
 UNITS = ("block", "channel")
 

@@ -55,12 +55,12 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import ResidualBlock
-from bench.blockgates import (Scratch, block_modality, check_choice, check_fraction, gate_blocks, in_width, live_values,
+from bench.gating.blockgates import (Scratch, block_modality, check_choice, check_fraction, gate_blocks, in_width, live_values,
                               require_blocks)
-from bench.gates import GateTrace, bernoulli_sample, record_extra, ste_threshold
+from bench.gating.gates import GateTrace, bernoulli_sample, record_extra, ste_threshold
 from bench.method import Method, StepContext
 from bench.registry import register_method
-from bench.wrappers import BlockGate, gated_units
+from bench.gating.wrappers import BlockGate, gated_units
 
 RNN_HIDDEN = 10  # §2.3: projection C→10, LSTM(10, 10)
 EPS = 1e-6  # keeps log π finite for p at 0 or 1

@@ -4,7 +4,7 @@ chosen so that its MACs match a budget — is conditional computation better tha
 `mac_budget` is a fraction of the full backbone's MACs (e.g. a gated method's mean executed MACs over
 its dense MACs). The search spans the family's depth (CIFAR ResNet: 6n+2, n ≤ the original; resmlp /
 textcnn: blocks ≤ the original; segnet: 18 ≤ the original) and width (stage widths, integers up to the
-original); MACs are counted with `bench.macs.count_macs`, and the candidate closest to the budget wins
+original); MACs are counted with `bench.measure.macs.count_macs`, and the candidate closest to the budget wins
 (ties: the deeper one). A budget the smallest candidate overshoots by more than 5 % (§7 matching rule)
 is an error (the nearest candidate may be off by more where widths are coarse). The record's `mac_saving` is against the full dense backbone: the training loop counts the
 dense MACs before `build`. The chosen configuration is stored as `static_small` in the metrics.
@@ -24,9 +24,9 @@ from torch import nn
 from bench import DynBenchError
 from bench.backbones import build_backbone
 from bench.backbones.base import Backbone
-from bench.blockgates import check_fraction, require_blocks
-from bench.gates import GateTrace
-from bench.macs import count_macs
+from bench.gating.blockgates import check_fraction, require_blocks
+from bench.gating.gates import GateTrace
+from bench.measure.macs import count_macs
 from bench.matching import check_same_setting, load_matched, summary, val_executed_fraction
 from bench.method import Method
 from bench.records import RunSpec

@@ -23,8 +23,8 @@ import torch
 
 from bench import DynBenchError, registry
 from bench.backbones import build_backbone
-from bench.latency import fixed_threads, interleaved_medians
-from bench.throughput import (Throughput, eval_throughput, make_train_step, matmul_ceiling,
+from bench.measure.latency import fixed_threads, interleaved_medians
+from bench.measure.throughput import (Throughput, eval_throughput, make_train_step, matmul_ceiling,
                               parallel_train_throughput, synthetic_batch, train_step_throughput,
                               train_step_throughputs)
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from bench.backbones import Backbone, ResidualBlock, build_backbone
-from bench.gates import LinearGate, relax
-from bench.pruning import width_of
-from bench.wrappers import BlockGate, ChannelGate, NeuronGate, wrap_blocks
+from bench.gating.gates import LinearGate, relax
+from bench.gating.pruning import width_of
+from bench.gating.wrappers import BlockGate, ChannelGate, NeuronGate, wrap_blocks
 
 # One intra-op thread: the test machine's cores are shared, and OpenMP threads waiting on busy cores
 # made small convolutions ~100x slower. Timed benchmarks set their own thread count.

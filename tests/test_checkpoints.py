@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bench.latency import random_gated
+from bench.measure.latency import random_gated
 from bench.method import Method
 from bench.registry import register_method
 

@@ -11,7 +11,7 @@ import torch
 from bench import DynBenchError
 from bench.data import (BatchPipeline, augment_images, augment_pairs, cache_dir, cache_entry, dataset_status,
                         download, fixed_subset, load_splits, prepare)
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
 
 
 class Counting(DatasetPlugin):

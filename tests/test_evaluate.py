@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from bench.data import BatchPipeline
-from bench.dataset import DatasetPlugin, TensorSplit
+from bench.data.dataset import DatasetPlugin, TensorSplit
 from bench.train import evaluate
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.gate_stats import input_dependence, per_gate_rates
-from bench.gates import GateTrace
+from bench.gating.gate_stats import input_dependence, per_gate_rates
+from bench.gating.gates import GateTrace
 
 
 def trace_of(**units: torch.Tensor) -> GateTrace:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench import DynBenchError
-from bench.gates import (GateTrace, LinearGate, RandomGate, binary_concrete, gumbel_sigmoid, gumbel_softmax2, record,
+from bench.gating.gates import (GateTrace, LinearGate, RandomGate, binary_concrete, gumbel_sigmoid, gumbel_softmax2, record,
                          record_extra, relax, ste_threshold, topk_ste)
 
 

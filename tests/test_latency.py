@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from bench import DynBenchError
-from bench.latency import fixed_threads, measure_latency, random_gated
-from bench.wrappers import gated_units
+from bench.measure.latency import fixed_threads, measure_latency, random_gated
+from bench.gating.wrappers import gated_units
 from tests.models import small_backbone
 
 

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from bench.metrics import confusion_matrix, correct_per_sample, iou_per_class, mean_iou, pixel_accuracy
+from bench.measure.metrics import confusion_matrix, correct_per_sample, iou_per_class, mean_iou, pixel_accuracy
 
 # 3 classes; targets with two ignored pixels (255)
 TARGETS = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 255], [0, 1, 2, 0]])

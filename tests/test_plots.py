@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.plots import _errors, method_markers, row_colours
-from bench.stats import t_interval
+from bench.reporting.plots import _errors, method_markers, row_colours
+from bench.reporting.stats import t_interval
 
 
 @pytest.mark.parametrize("count", [3, 10, 14, 27, 40])

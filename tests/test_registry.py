@@ -85,3 +85,13 @@ def test_entry_point_plugins_are_registered(monkeypatch):
     finally:
         registry._registered["methods"].pop("from_entry_point", None)
         registry._origin["methods"].pop("from_entry_point", None)
+
+
+def test_plugins_written_against_the_flat_0_1_module_paths_still_import():
+    import bench.gating.gates
+    import bench.gates
+    from bench.wrappers import BlockGate
+    from bench.gating.wrappers import BlockGate as moved
+
+    assert bench.gates is bench.gating.gates
+    assert BlockGate is moved

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from tests.test_tables import fake_record, save
-from bench.tables import write_tables
+from bench.reporting.tables import write_tables
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.stats import dominators, paired_comparison, strongest_dominator, t_interval, t_quantile
+from bench.reporting.stats import dominators, paired_comparison, strongest_dominator, t_interval, t_quantile
 
 # scipy.stats.t.ppf(0.975, dof) for dof = 1, 2, 4, 9, 29, printed by scipy 1.17.1
 SCIPY_T_975 = {1: 12.706204736174705, 2: 4.302652729749464, 4: 2.7764451051977987, 9: 2.2621571627409915,

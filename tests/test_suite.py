@@ -7,7 +7,7 @@ from bench import DynBenchError
 from bench.data import resolve_data_root
 from bench.records import record_path
 from bench.suite import load_suite, plan, run_suite
-from bench.tables import write_tables
+from bench.reporting.tables import write_tables
 
 
 def write_suite(tmp_path, text: str):

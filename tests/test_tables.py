@@ -13,9 +13,9 @@ import pytest
 import bench
 from bench import DynBenchError
 from bench.cli import main
-from bench.plots import pareto_front
+from bench.reporting.plots import pareto_front
 from bench.records import RunRecord, RunSpec, record_path, save_record
-from bench.tables import write_tables
+from bench.reporting.tables import write_tables
 
 
 def fake_record(method: str, seed: int, accuracy: float, macs: float, dense: int = 1000,
@@ -285,14 +285,14 @@ def test_runs_that_differ_in_method_options_are_separate_rows_labelled_by_their_
 
 def test_the_code_hash_ignores_the_reporting_modules_only(tmp_path):
     """Changing how tables look must not make every record stale; changing what a run executes must."""
-    from bench.records import REPORTING_MODULES, _framework_hash
+    from bench.records import _framework_hash
 
     copy = tmp_path / "bench"
     shutil.copytree(Path(bench.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     original = _framework_hash(copy)
     assert original == _framework_hash(Path(bench.__file__).parent)
-    for name in REPORTING_MODULES:
-        (copy / name).write_text((copy / name).read_text() + "\n# a new column\n")
+    for path in [*(copy / "reporting").glob("*.py"), copy / "measure" / "throughput.py"]:
+        path.write_text(path.read_text() + "\n# a new column\n")
     assert _framework_hash.__wrapped__(copy) == original
     (copy / "train.py").write_text((copy / "train.py").read_text() + "\n# a new loss\n")
     assert _framework_hash.__wrapped__(copy) != original
@@ -312,7 +312,7 @@ def test_the_index_links_result_folders_below_it_and_shows_their_longest_board(r
 
 
 def test_noise_measured_between_two_folders_is_quoted_on_the_quick_board(tmp_path):
-    from bench.noise import write_noise
+    from bench.reporting.noise import write_noise
 
     here, there = tmp_path / "here", tmp_path / "there"
     for seed, (a, b) in enumerate([(0.80, 0.83), (0.70, 0.70), (0.60, 0.59)]):

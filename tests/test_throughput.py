@@ -1,4 +1,4 @@
-"""Throughput accounting (bench.throughput) on a tiny backbone: the numbers, not the speed."""
+"""Throughput accounting (bench.measure.throughput) on a tiny backbone: the numbers, not the speed."""
 from __future__ import annotations
 
 import functools
@@ -9,8 +9,8 @@ import torch
 
 from bench import DynBenchError
 from bench.backbones import build_backbone
-from bench.macs import count_macs
-from bench.throughput import (TRAIN_MACS_PER_FORWARD, eval_throughput, make_train_step, matmul_ceiling,
+from bench.measure.macs import count_macs
+from bench.measure.throughput import (TRAIN_MACS_PER_FORWARD, eval_throughput, make_train_step, matmul_ceiling,
                               parallel_train_throughput, synthetic_batch, train_step_throughput,
                               train_step_throughputs)
 

@@ -125,7 +125,7 @@ def test_learning_rate_warms_up_then_decays_to_zero():
 def test_a_gated_method_records_executed_macs_rates_and_realized_latency(tmp_path):
     """A block-gated model (random gates at rate 0.5, a control every leaderboard has) through the one loop."""
     from bench import registry
-    from bench.latency import random_gated
+    from bench.measure.latency import random_gated
     from bench.method import Method
 
     class HalfRandomBlocks(Method):

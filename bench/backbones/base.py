@@ -56,7 +56,7 @@ class ResidualBlock(nn.Module):
     `first(x) -> h` is conv/linear + norm + activation, `second(h) -> r` is conv/linear + norm (each an
     `nn.Sequential` whose first entry is the weighted layer); methods gate the whole branch (block
     gates), the activations `h` (channel gates) or the units of `first` (neuron gates) by wrapping this
-    module (see `bench.wrappers`). `pool(x)` gives gate modules one feature vector per sample.
+    module (see `bench.gating.wrappers`). `pool(x)` gives gate modules one feature vector per sample.
     """
 
     def __init__(self, shortcut: nn.Module, first: nn.Sequential, second: nn.Sequential, act: nn.Module | None = None,

@@ -6,7 +6,7 @@ import torch
 
 from bench import DynBenchError
 from bench.backbones import build_backbone
-from bench.macs import count_macs, count_params
+from bench.measure.macs import count_macs, count_params
 from tests.models import SMALL, family, small_backbone  # noqa: F401 (family: fixture)
 
 # He et al. 2016 (option A): ResNet-20 0.27 M, -32 0.46 M, -56 0.85 M, -110 1.7 M parameters. Option-B

@@ -18,7 +18,7 @@ from torchvision import datasets, transforms
 
 from bench import registry
 from bench.data import BatchPipeline, cache_entry, iterate_batches, load_cached, save_cache
-from bench.dataset import Availability, DatasetPlugin, TensorSplit
+from bench.data.dataset import Availability, DatasetPlugin, TensorSplit
 
 BATCH_SIZE = 128
 SPEEDUP_TARGET = 3.0

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.backbones import build_backbone
-from bench.gates import LinearGate
-from bench.latency import fixed_threads, interleaved_medians, measure_latency, random_gated
-from bench.wrappers import BlockGate, execution, wrap_blocks
+from bench.gating.gates import LinearGate
+from bench.measure.latency import fixed_threads, interleaved_medians, measure_latency, random_gated
+from bench.gating.wrappers import BlockGate, execution, wrap_blocks
 
 pytestmark = pytest.mark.perf
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.backbones import build_backbone
-from bench.latency import fixed_threads
-from bench.throughput import make_train_step, matmul_ceiling, synthetic_batch, train_step_throughput
+from bench.measure.latency import fixed_threads
+from bench.measure.throughput import make_train_step, matmul_ceiling, synthetic_batch, train_step_throughput
 
 pytestmark = pytest.mark.perf
 

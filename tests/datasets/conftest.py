@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 
 from bench import registry
-from bench.dataset import DatasetPlugin
+from bench.data.dataset import DatasetPlugin
 
 
 @pytest.fixture(autouse=True)

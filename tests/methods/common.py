@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from bench import registry
-from bench.gates import GateTrace
-from bench.macs import count_macs, unit_table
+from bench.gating.gates import GateTrace
+from bench.measure.macs import count_macs, unit_table
 from bench.method import Method, StepContext
 from bench.train import task_loss
-from bench.wrappers import execution, gated_units, pruned_copy
+from bench.gating.wrappers import execution, gated_units, pruned_copy
 from tests.models import as_double, small_backbone
 
 N_SAMPLES = 32

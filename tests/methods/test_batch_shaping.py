@@ -7,10 +7,10 @@ from scipy.stats import beta as scipy_beta
 
 from bench import DynBenchError
 from bench.backbones import Backbone
-from bench.gates import GateTrace
-from bench.macs import count_macs, unit_table
+from bench.gating.gates import GateTrace
+from bench.measure.macs import count_macs, unit_table
 from bench.method import StepContext
-from bench.wrappers import ChannelGate, execution, gated_units, pruned_copy
+from bench.gating.wrappers import ChannelGate, execution, gated_units, pruned_copy
 from tests.methods.toy import build, eval_trace, plugin, train_briefly, xor_data
 from tests.models import SMALL, as_double
 

@@ -6,10 +6,10 @@ import torch
 
 from bench import DynBenchError
 from bench.backbones import Backbone, build_backbone
-from bench.gate_stats import mean_pairwise_iou
-from bench.gates import GateTrace
-from bench.macs import count_macs, unit_table
-from bench.wrappers import NeuronGate, execution, gated_units, pruned_copy
+from bench.gating.gate_stats import mean_pairwise_iou
+from bench.gating.gates import GateTrace
+from bench.measure.macs import count_macs, unit_table
+from bench.gating.wrappers import NeuronGate, execution, gated_units, pruned_copy
 from tests.methods.common import check_macs_match_pruned, check_masked_equals_skip
 from tests.methods.toy import build, eval_trace, plugin, train_briefly, xor_data
 from tests.models import as_double

@@ -10,7 +10,7 @@ from torch import nn
 from bench import DynBenchError, registry
 from bench.records import RunRecord, load_record, save_record
 from bench.train import make_spec
-from bench.wrappers import gated_units
+from bench.gating.wrappers import gated_units
 from tests.models import small_backbone
 from tests.methods.common import built, check_macs_match_pruned, check_masked_equals_skip, eval_trace, toy_train
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.gates import GateTrace
+from bench.gating.gates import GateTrace
 from bench.method import StepContext
 from bench.train import task_loss
 from tests.methods.common import built, check_eval_hard_and_deterministic, check_macs_match_pruned

@@ -9,10 +9,10 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones import build_backbone
-from bench.gates import GateTrace
-from bench.macs import unit_table
+from bench.gating.gates import GateTrace
+from bench.measure.macs import unit_table
 from bench.method import StepContext
-from bench.wrappers import dense_copy, gated_units
+from bench.gating.wrappers import dense_copy, gated_units
 from tests.methods.common import (built, check_eval_hard_and_deterministic, check_macs_match_pruned,
                                   check_masked_equals_skip, eval_trace, force_gates, mean_eval_rate, plugin, toy_train)
 from tests.models import small_backbone

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from bench import DynBenchError, registry
-from bench.macs import count_macs
+from bench.measure.macs import count_macs
 from tests.models import small_backbone
 
 FAMILIES = ["resnet_cifar", "resmlp", "textcnn"]

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import registry
-from bench.gates import GateTrace
+from bench.gating.gates import GateTrace
 from bench.method import Method, StepContext
 from tests.models import small_backbone
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import Backbone, ResidualBlock
-from bench.wrappers import GatedUnit, gated_units, wrap_blocks
+from bench.gating.wrappers import GatedUnit, gated_units, wrap_blocks
 
 
 class Scratch(dict):

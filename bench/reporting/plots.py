@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 if TYPE_CHECKING:
-    from bench.boards import Board
+    from bench.reporting.boards import Board
 
 REFERENCE_MARKERS = {"dense": "*", "static_small": "s", "random_gate": "X"}  # controls keep their shape everywhere
 METHOD_MARKERS = ("o", "^", "D", "v", "P", "h", "<", ">", "p", "d", "H", "8")

@@ -11,7 +11,7 @@ three executions.
                  pre-activation mix puts that activation into its light path.
 
 A gate is any module mapping the block input x to decisions ([N] or [N, C]; hard 0/1 in eval, relaxed
-in training, see `bench.gates.relax`); it may pool with `block.pool(x)` (GAP, masked mean for text).
+in training, see `bench.gating.gates.relax`); it may pool with `block.pool(x)` (GAP, masked mean for text).
 Wrap a backbone with `wrap_blocks(backbone, lambda name, block: BlockGate(block, MyGate(...), name))`.
 Each wrapper calls `gate(x)` (the block input) on every sample, records the decision in the active
 `GateTrace` under its `name`, and executes:
@@ -19,7 +19,7 @@ Each wrapper calls `gate(x)` (the block input) on every sample, records the deci
 - skip (eval only, `execution(model, "skip")`): batch 1 takes real branches; a batch gathers the
   samples whose block gate is on (or groups samples by channel mask) and slices channels;
 - `pruned(decision)`: a static module for one sample's decision — skipped branches removed, gated
-  channels sliced out — that fvcore counts to check the accounting of `bench.macs`.
+  channels sliced out — that fvcore counts to check the accounting of `bench.measure.macs`.
 `unit()` declares the modules whose MACs scale with the executed fraction and the always-running
 overhead modules (gate, light path).
 """
@@ -36,8 +36,8 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import Backbone, ResidualBlock
-from bench.gates import record
-from bench.pruning import check_sliceable, first_sliced, second_sliced, sliced_copy, width_of
+from bench.gating.gates import record
+from bench.gating.pruning import check_sliceable, first_sliced, second_sliced, sliced_copy, width_of
 
 Act = nn.Module
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench.board_display import best_line, comparisons_frame, display_frame
+from bench.reporting.board_display import best_line, comparisons_frame, display_frame
 
 if TYPE_CHECKING:
-    from bench.boards import Board
-    from bench.eval_latency import EvalLatency
+    from bench.reporting.boards import Board
+    from bench.reporting.eval_latency import EvalLatency
 
 # numeric sort key of each displayed column (the board column holding the raw value)
 SORT_KEYS = {"rank": "rank", "n": "seeds", "executed MACs (M)": "executed_macs_mean",

@@ -1,5 +1,5 @@
 """Channel slicing of a block's `first`/`second` layers, shared by physical skipping (functional, per
-forward) and by the physically pruned copies that check the MAC accounting (`bench.wrappers`).
+forward) and by the physically pruned copies that check the MAC accounting (`bench.gating.wrappers`).
 
 `first` and `second` are `nn.Sequential`s whose first entry is the weighted layer (Conv1d/Conv2d/
 Linear, groups 1); after it come norms (sliced along with the kept channels) and channel-wise layers

@@ -20,10 +20,10 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import Backbone
-from bench.gates import GateTrace, RandomGate
-from bench.macs import count_macs, executed_macs
-from bench.pruning import width_of
-from bench.wrappers import BlockGate, ChannelGate, dense_copy, execution, wrap_blocks
+from bench.gating.gates import GateTrace, RandomGate
+from bench.measure.macs import count_macs, executed_macs
+from bench.gating.pruning import width_of
+from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, execution, wrap_blocks
 
 MODES = {"masked": "masked", "skip-b1": "skip", "gather": "skip"}  # mode -> wrapper execution
 

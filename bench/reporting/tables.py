@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench import DynBenchError
-from bench.board_display import best_line, compact_frame, comparisons_frame, display_frame, notes, reported_ranks
-from bench.boards import (Board, build_boards, entry_label, is_stale,  # noqa: F401 (re-exported)
+from bench.reporting.board_display import best_line, compact_frame, comparisons_frame, display_frame, notes, reported_ranks
+from bench.reporting.boards import (Board, build_boards, entry_label, is_stale,  # noqa: F401 (re-exported)
                           load_records, profile_order, runs_frame, warn)
-from bench.eval_latency import EvalLatency, load_evals
+from bench.reporting.eval_latency import EvalLatency, load_evals
 
 SELECT_CHOICES = ("val",)
 NOISE_FILE = "noise.json"
@@ -154,8 +154,8 @@ def _csv_frame(boards: list[Board], select_on: str | None) -> pd.DataFrame:
 def write_tables(results_dir: Path, select_on: str | None = None) -> Path:
     """Rebuild every board under `results_dir` from its records (`select_on="val"`: sweep boards, test shown
     only for the rows finally reported). Returns the overall Markdown path."""
-    from bench.plots import exec_rate_heatmap, pareto_plot
-    from bench.report import write_report
+    from bench.reporting.plots import exec_rate_heatmap, pareto_plot
+    from bench.reporting.report import write_report
 
     if select_on not in (None, *SELECT_CHOICES):
         raise DynBenchError(f"--select-on must be one of {', '.join(SELECT_CHOICES)}, not '{select_on}'")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.boards import Board, warn
+from bench.reporting.boards import Board, warn
 
 EVAL_FORMAT = 1
 

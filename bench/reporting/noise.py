@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from bench import DynBenchError
-from bench.boards import entry_label, load_records
+from bench.reporting.boards import entry_label, load_records
 
 
 def measure_noise(first: Path, second: Path, description: str) -> dict:

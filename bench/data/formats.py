@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.utils import calculate_md5
 
 from bench import DynBenchError
-from bench.dataset import TensorSplit
+from bench.data.dataset import TensorSplit
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}

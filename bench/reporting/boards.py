@@ -1,7 +1,7 @@
 """From run records to boards: one row per run (numbers checked), runs grouped into settings (same dataset,
 backbone, profile, schedule and test examples), one aggregated row per configuration with t-intervals over
 seeds, its place on the accuracy–MACs front, its input dependence, and paired comparisons with the
-controls matched to it. Pure data (pandas); `bench.tables` writes the files."""
+controls matched to it. Pure data (pandas); `bench.reporting.tables` writes the files."""
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from bench import DynBenchError, registry
-from bench.gate_stats import ALWAYS_OFF, ALWAYS_ON
+from bench.gating.gate_stats import ALWAYS_OFF, ALWAYS_ON
 from bench.records import RunRecord, code_hash, load_record
-from bench.stats import dominators, paired_comparison, strongest_dominator, t_interval
+from bench.reporting.stats import dominators, paired_comparison, strongest_dominator, t_interval
 from bench.train import plugin_file
 
 PROFILE_ORDER = {"paper": 0, "standard": 1, "quick": 8, "smoke": 9}  # longest first; unknown profiles in between

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.gates import GateTrace
+from bench.gating.gates import GateTrace
 
 ALWAYS_ON = 0.99  # a gate on for more than 99 % of the samples is "always on" (BAS paper, §4.9)
 ALWAYS_OFF = 0.01  # ... on for fewer than 1 % is "always off"

@@ -3,7 +3,7 @@ and the gate trace that records each gated unit's per-sample decision.
 
 A gate module maps a block input `x` to decisions: [N] for a block gate, [N, C] for channel/neuron
 gates; in training they may be relaxed (straight-through or soft), in eval they are hard 0/1. The
-wrappers of `bench.wrappers` call the gate and record its decision under the unit's name.
+wrappers of `bench.gating.wrappers` call the gate and record its decision under the unit's name.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import DynBenchError
-from bench.dataset import DatasetPlugin, TensorSplit
+from bench.data.dataset import DatasetPlugin, TensorSplit
 
 DATA_ROOT_ENV = "DYNBENCH_DATA"
 CACHE_ENV = "DYNBENCH_CACHE"

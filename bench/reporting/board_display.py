@@ -1,14 +1,14 @@
 """How a board reads: its table as displayed (percent, millions, t-intervals, front, input dependence, latency
 columns per machine), its paired-control table, its 'Best' line and the rules printed under every table.
-Shared by the Markdown boards (`bench.tables`) and the HTML report (`bench.report`)."""
+Shared by the Markdown boards (`bench.reporting.tables`) and the HTML report (`bench.reporting.report`)."""
 from __future__ import annotations
 
 import pandas as pd
 
-from bench.boards import Board, input_dependence_label
-from bench.eval_latency import EvalLatency, eval_columns
-from bench.macs import COUNTING_RULE
-from bench.stats import CONFIDENCE
+from bench.reporting.boards import Board, input_dependence_label
+from bench.reporting.eval_latency import EvalLatency, eval_columns
+from bench.measure.macs import COUNTING_RULE
+from bench.reporting.stats import CONFIDENCE
 
 RANK_RULE = ("Rank: by mean validation score (accuracy, or mIoU for segmentation; higher first), ties by fewer "
              "executed MACs. Test scores are reported, never used to order, choose or mark the front of a sweep. "

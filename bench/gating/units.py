@@ -9,8 +9,8 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import Backbone, ResidualBlock
-from bench.pruning import check_sliceable, width_of
-from bench.wrappers import GatedUnit, gated_units, wrap_blocks
+from bench.gating.pruning import check_sliceable, width_of
+from bench.gating.wrappers import GatedUnit, gated_units, wrap_blocks
 
 
 def input_width(block: ResidualBlock) -> int:

@@ -3,7 +3,7 @@
 Figures are images/s and executed multiply-accumulates/s (MACs/s). The ceiling is the MAC rate of one
 size x size matrix product in the same dtype, measured in the same process with the same threads, so
 `macs_per_second / ceiling` says how much of the physically reachable rate a model step uses. Timings
-are medians after warm-up (`bench.latency.interleaved_medians`), threads fixed (`fixed_threads`); inputs
+are medians after warm-up (`bench.measure.latency.interleaved_medians`), threads fixed (`fixed_threads`); inputs
 are synthetic (standard-normal images, uniform labels): throughput does not depend on pixel values.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from bench import DynBenchError
-from bench.gates import GateTrace
-from bench.latency import fixed_threads, interleaved_medians
-from bench.macs import count_macs
+from bench.gating.gates import GateTrace
+from bench.measure.latency import fixed_threads, interleaved_medians
+from bench.measure.macs import count_macs
 from bench.method import Method, StepContext
 from bench.train import task_loss
 
@@ -75,7 +75,7 @@ def synthetic_batch(input_shape: tuple[int, ...], num_classes: int, batch_size: 
 
 
 def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Forward MACs of one image (`bench.macs.count_macs`; a gated model in training computes every unit
+    """Forward MACs of one image (`bench.measure.macs.count_macs`; a gated model in training computes every unit
     then multiplies, so this is what it executes in a train step)."""
     return count_macs(model, torch.zeros(1, *input_shape))
 
@@ -120,7 +120,7 @@ def train_step_throughput(model: nn.Module, input_shape: tuple[int, ...], num_cl
                           ) -> Throughput:
     """Images/s and executed MACs/s of full SGD training steps (forward + backward + optimizer step) of
     `model` on synthetic batches of `batch_size` (median of `steps` after `warmup`). Training MACs per
-    image = 3 x the forward MACs of one input counted by `bench.macs.count_macs` (the backward pass costs
+    image = 3 x the forward MACs of one input counted by `bench.measure.macs.count_macs` (the backward pass costs
     two forwards); under bf16 autocast the same MACs are counted, run in bf16. `method` adds its extra
     losses as in training; `compile_model` runs the steps through `torch.compile` (MACs are counted on
     the eager model: fvcore cannot trace a compiled one). The model's weights are updated: pass a copy
@@ -156,7 +156,7 @@ def eval_throughput(model: nn.Module, input_shape: tuple[int, ...], batch_size: 
                     warmup: int = 2, threads: int | None = None, autocast_dtype: torch.dtype | None = None,
                     channels_last: bool = True, label: str = "eval") -> Throughput:
     """Images/s and MACs/s of eval-mode forward passes (inference mode) on batches of `batch_size`
-    (median of `steps` after `warmup`); MACs per image = the forward MACs of `bench.macs.count_macs`."""
+    (median of `steps` after `warmup`); MACs per image = the forward MACs of `bench.measure.macs.count_macs`."""
     _check_counts(steps, warmup, batch_size)
     macs = forward_macs(model, input_shape)
     model = _prepared(model, channels_last).eval()

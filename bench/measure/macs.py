@@ -24,8 +24,8 @@ with warnings.catch_warnings():  # fvcore's imports call the deprecated torch.ji
     from fvcore.nn.jit_handles import get_shape
 
 from bench import DynBenchError
-from bench.gates import GateTrace, recording_suspended
-from bench.wrappers import gated_units
+from bench.gating.gates import GateTrace, recording_suspended
+from bench.gating.wrappers import gated_units
 
 COUNTING_RULE = ("MACs: multiply-accumulates of conv, linear, matmul/bmm, einsum and LSTM cells (fvcore; "
                  "1 fused multiply-add = 1). Batch norm, activations, additions, pooling, upsampling, biases "
@@ -98,7 +98,7 @@ def count_macs(model: nn.Module, example: torch.Tensor, by_module: bool = False)
     finally:
         model.train(was_training)
     if unsupported:
-        raise UncountedOpError(f"fvcore cannot count {dict(unsupported)}: add a handle (bench.macs) or list it as free")
+        raise UncountedOpError(f"fvcore cannot count {dict(unsupported)}: add a handle (bench.measure.macs) or list it as free")
     return {name: int(v) for name, v in by_name.items()} if by_name is not None else int(total)
 
 

@@ -1,0 +1,1 @@
+"""Gates, the wrappers that apply them to blocks / channels / neurons, pruning and gate statistics."""

@@ -1,0 +1,1 @@
+"""Boards, plots and the HTML report, built from records alone."""
