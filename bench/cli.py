@@ -144,6 +144,11 @@ def cmd_suite(args: argparse.Namespace) -> int:
         failures = submit_suite(suite, data_root, results, options, device=args.device, wait=not args.no_wait)
     else:
         failures = run_suite(suite, data_root, results, device=args.device, jobs=args.jobs)
+    if not args.no_timing and not (options.name == "submitit" and args.no_wait):
+        from bench.timing import time_runs
+
+        print("timing the gated runs' kept models, one at a time (training has finished)", flush=True)
+        time_runs(results, data_root, device=args.device)  # an untimed run is reported; its record stands
     if failures:
         print(f"{failures} run(s) failed (tracebacks in {Path(args.results) / 'logs'}); completed runs are kept; "
               "run the suite again to retry them", file=sys.stderr)
@@ -158,6 +163,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                  device=args.device, threads=args.threads)
     print(describe(evaluation))
     return 0
+
+
+def cmd_time(args: argparse.Namespace) -> int:
+    from bench.data import resolve_data_root
+    from bench.timing import time_runs
+
+    failures = time_runs(Path(args.results), resolve_data_root(args.data_root), records=args.record or None,
+                         device=args.device, threads=args.threads, force=args.force)
+    return 1 if failures else 0
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
@@ -254,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "longer is requeued and resumes from its last epoch")
     cluster.add_argument("--array-parallelism", type=int, help="jobs of the array running at once (default 32)")
     cluster.add_argument("--no-wait", action="store_true", help="submit and return instead of waiting for the jobs")
+    sub.add_argument("--no-timing", action="store_true",
+                     help="skip the timing pass after training (run `dynbench time` later for the latency columns)")
     common(sub)
     sub.set_defaults(func=cmd_suite)
 
@@ -270,6 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "as in training records)")
     common(sub)
     sub.set_defaults(func=cmd_eval)
+
+    sub = commands.add_parser("time", help="time the kept models of gated runs: realized latency on this machine",
+                              description="Time each gated run's kept model alone (dense copy, as trained, gates forced "
+                                          "on and off, a fixed anchor network; batch 1 and 128; paired rounds until the "
+                                          "saving's 95 %% CI is ±1 point) and write <results>/latency/<hash>.<machine>.json. "
+                                          "Runs whose latency record for this machine is current are skipped.")
+    sub.add_argument("record", nargs="*", help="run record paths or spec hashes (default: every gated run in --results)")
+    sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    sub.add_argument("--threads", type=int, default=1, help="intra-op CPU threads (default 1)")
+    sub.add_argument("--force", action="store_true", help="time again even where a current latency record exists")
+    common(sub)
+    sub.set_defaults(func=cmd_time)
 
     sub = commands.add_parser("tables", help="rebuild leaderboards under results/ from the run records",
                               description="Rebuild results/leaderboard.md, leaderboard.csv and runs.csv from the run records alone.")

@@ -7,7 +7,8 @@ its realized latency on this machine. The result is an evaluation record, writte
 
     {"kind": "eval", "training_spec_hash", "training_code_hash", "split": "val" | "test", "device",
      "hardware", "versions", "metrics": {<primary metric>, "loss", ...}, "executed_macs", "mac_saving",
-     "exec_rate_per_unit", "latency": {...} | null (ungated models), "created", "format": 1}
+     "exec_rate_per_unit", "latency": {...} (`bench.measure.latency.time_model`) | null (ungated models),
+     "created", "format": 2}
 
 The test evaluation starts from the global RNG state the training run's own test evaluation started
 from, so random and stochastic gates draw the same decisions: on the machine that trained it, the test
@@ -36,10 +37,11 @@ from bench.measure.macs import count_macs, executed_macs
 from bench.method import Method
 from bench.profiles import PROFILES
 from bench.records import RunRecord, RunSpec, code_hash, hardware_info, load_record, software_versions
-from bench.train import LATENCY_SAMPLES, evaluate, plugin_file, realized_latency, run_splits
+from bench.measure.latency import LATENCY_SAMPLES, describe_latency, time_model
+from bench.train import evaluate, plugin_file, run_splits
 from bench.gating.wrappers import gated_units
 
-EVAL_FORMAT = 1
+EVAL_FORMAT = 2  # 2: latency measured with time_model (paired rounds, CIs, probes)
 EVALS_DIR = "evals"
 SPLITS = ("val", "test")
 
@@ -105,20 +107,26 @@ def load_model(run_record: RunRecord, results_dir: Path) -> tuple[RunSpec, Metho
     return spec, method, dataset, payload
 
 
-def evaluate_record(record: str, results_dir: Path, data_root: Path, split: str = "test", device: str | None = None,
-                    threads: int = 1) -> Evaluation:
-    """Evaluate the kept model of `record` on `split`, on `device`, and write its evaluation record."""
-    if split not in SPLITS:
-        raise DynBenchError(f"unknown split '{split}': choose val or test")
-    if threads < 1:
-        raise DynBenchError(f"--threads must be >= 1, not {threads}")
-    record_file, results_dir = find_record(record, results_dir)
-    run_record = load_record(record_file)
-    run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    spec, method, dataset, payload = load_model(run_record, results_dir)
+@dataclass
+class Rebuilt:
+    """A run's trained model on a device, with what evaluating it needs."""
 
+    spec: RunSpec
+    method: Method
+    dataset: DatasetPlugin
+    payload: dict[str, Any]
+    model: torch.nn.Module
+    pipeline: BatchPipeline
+    example: torch.Tensor  # one test input on the CPU, for fvcore
+    dense_macs: int
+    val: Any  # TensorSplit
+    test: Any
+
+
+def rebuild(run_record: RunRecord, results_dir: Path, data_root: Path, run_device: torch.device) -> Rebuilt:
+    """The kept model of `run_record` rebuilt from its spec and loaded (checked by `load_model`)."""
+    spec, method, dataset, payload = load_model(run_record, results_dir)
     splits, _, val_split, test_split = run_splits(spec, dataset, data_root)
-    chosen = test_split if split == "test" else val_split
     example = BatchPipeline(dataset, torch.device("cpu"))(splits.test.x[:1])
     backbone = build_backbone(spec.backbone, tuple(splits.train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
     dense_macs = count_macs(backbone, example)  # before `build`, as in training (static_small counts the full net)
@@ -130,7 +138,24 @@ def evaluate_record(record: str, results_dir: Path, data_root: Path, split: str 
     model = model.to(run_device)
     if dataset.modality == "image":
         model = model.to(memory_format=torch.channels_last)
-    pipeline = BatchPipeline(dataset, run_device)
+    return Rebuilt(spec, method, dataset, payload, model, BatchPipeline(dataset, run_device), example, dense_macs,
+                   val_split, test_split)
+
+
+def evaluate_record(record: str, results_dir: Path, data_root: Path, split: str = "test", device: str | None = None,
+                    threads: int = 1) -> Evaluation:
+    """Evaluate the kept model of `record` on `split`, on `device`, and write its evaluation record."""
+    if split not in SPLITS:
+        raise DynBenchError(f"unknown split '{split}': choose val or test")
+    if threads < 1:
+        raise DynBenchError(f"--threads must be >= 1, not {threads}")
+    record_file, results_dir = find_record(record, results_dir)
+    run_record = load_record(record_file)
+    run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rebuilt = rebuild(run_record, results_dir, data_root, run_device)
+    spec, method, dataset, payload = rebuilt.spec, rebuilt.method, rebuilt.dataset, rebuilt.payload
+    model, pipeline, example, dense_macs = rebuilt.model, rebuilt.pipeline, rebuilt.example, rebuilt.dense_macs
+    chosen = rebuilt.test if split == "test" else rebuilt.val
 
     with torch.random.fork_rng(devices=[run_device] if run_device.type == "cuda" else []):
         if run_device.type == "cpu" or "global_cuda" in payload["eval_rng"]:
@@ -142,7 +167,7 @@ def evaluate_record(record: str, results_dir: Path, data_root: Path, split: str 
     macs = executed_macs(model.cpu(), example, trace, dense_macs)
     latency = None
     if gated_units(model):
-        latency = realized_latency(model, pipeline(chosen.x[:LATENCY_SAMPLES]).to(run_device), threads=threads)
+        latency = time_model(model, pipeline(chosen.x[:LATENCY_SAMPLES]).to(run_device), threads=threads)
 
     current_code = code_hash(plugin_file(type(method)), plugin_file(type(dataset)))
     hardware = hardware_info(run_device)
@@ -203,11 +228,7 @@ def describe(evaluation: Evaluation) -> str:
     if data["latency"] is None:
         lines.append("  latency: not measured (the model has no gates: its latency is the dense model's)")
     else:
-        for mode in ("skip-b1", "gather"):
-            report = data["latency"][mode]
-            lines.append(f"  latency {mode} on {data['device']} ({report['threads']} thread(s), batch {report['batch_size']}): "
-                         f"dense {1e3 * report['dense_seconds']:.3f} ms, dynamic {1e3 * report['dynamic_seconds']:.3f} ms, "
-                         f"saving {100 * report['latency_saving']:.1f} % (MAC saving {100 * report['mac_saving']:.1f} %)")
+        lines += ["  " + line for line in describe_latency(data["latency"])]
     if data["eval_code_hash"] != data["training_code_hash"]:
         lines.append(f"  note: the code changed since training (code hash {data['training_code_hash']} -> "
                      f"{data['eval_code_hash']}); the figures come from this code")

@@ -107,8 +107,10 @@ class RunRecord:
         return RunSpec(**self.spec)
 
 
-# read records or measure apart from runs; never produce a record (paths inside the `bench` package)
-NOT_RUN_CODE = ("reporting/", "measure/throughput.py")
+# read records or measure apart from runs, never producing a run record (paths inside the `bench` package):
+# boards, machine throughput, and the timing pass with its execution paths (records hold no latency)
+NOT_RUN_CODE = ("reporting/", "measure/throughput.py", "measure/latency.py", "measure/execution.py", "timing.py",
+                "evaluate.py")
 
 
 def code_hash(*plugin_files: str | os.PathLike) -> str:

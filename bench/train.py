@@ -26,7 +26,6 @@ from bench.data import SPLIT_SEED, BatchPipeline, DataSplits, fixed_subset, iter
 from bench.data.dataset import DatasetPlugin, TensorSplit
 from bench.gating.gate_stats import input_dependence, per_gate_rates
 from bench.gating.gates import GateTrace
-from bench.measure.latency import measure_latency
 from bench.measure.macs import count_macs, count_params, executed_macs
 from bench.matching import matched_run_changed
 from bench.method import Method, StepContext, check_option_type
@@ -37,8 +36,6 @@ from bench.records import (CorruptRecord, RunRecord, RunSpec, check_results_writ
 from bench.gating.wrappers import gated_units, gates_forced
 
 EVAL_BATCH_SIZE = 512
-LATENCY_SAMPLES = 128  # test inputs timed per run (batch-1 mode times the first 8 of them)
-LATENCY_THREADS = 1  # fixed, so that timings of runs made in parallel workers stay comparable
 WARMUP_FRACTION = 0.02  # linear learning-rate warm-up over the first 2 % of steps, then cosine decay
 
 
@@ -262,7 +259,6 @@ def _train_and_evaluate(spec: RunSpec, method: Method, dataset: DatasetPlugin, d
         metrics["val_extra_metrics"] = method.extra_metrics(model, example, val_trace)
         metrics["input_dependence"] = input_dependence(val_trace)
         metrics["all_on"] = all_on
-        metrics["latency"] = realized_latency(model, pipeline(test_split.x[:LATENCY_SAMPLES]).cpu())
     metrics["zero_loss_terms"] = zero_loss_terms(curve)
     record = RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash=current_code, seeds=seeds,
@@ -375,14 +371,6 @@ def run_splits(spec: RunSpec, dataset: DatasetPlugin, data_root: Path
     if spec.max_val_examples is not None and spec.max_val_examples < len(val_split):
         val_split = val_split.subset(torch.arange(spec.max_val_examples))  # val is already a random draw
     return splits, train, val_split, fixed_subset(splits.test, spec.max_test_examples)
-
-
-def realized_latency(model: nn.Module, inputs: torch.Tensor, threads: int = LATENCY_THREADS) -> dict[str, Any]:
-    """Dense vs really-skipping inference on test inputs (on their device; `threads` intra-op CPU threads):
-    batch 1 with real branches and a batch with gather/scatter. `saving` (the leaderboard's column) is
-    the batched figure."""
-    reports = {mode: measure_latency(model, inputs, mode, threads=threads).to_dict() for mode in ("skip-b1", "gather")}
-    return {**reports, "saving": reports["gather"]["latency_saving"], "saving_mode": "gather"}
 
 
 def task_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -29,20 +29,27 @@ def only_eval(results) -> dict:
 
 
 @pytest.mark.parametrize("method", ["random_gate", "midl"])  # random draws at test time; k annealed per epoch
-def test_eval_reproduces_the_record_exactly(method, tmp_path, capsys):
+def test_eval_reproduces_the_record_exactly(method, tmp_path, capsys, monkeypatch):
+    import functools
+
+    import bench.evaluate
+    from bench.measure.latency import time_model
+
+    monkeypatch.setattr(bench.evaluate, "time_model", functools.partial(time_model, min_rounds=6, max_rounds=6))
     spec, record = trained(method, tmp_path)
     assert main(["eval", spec.hash[:8], "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "identical to the record" in out and "latency gather on cpu" in out and "latency skip-b1 on cpu" in out
+    assert "identical to the record" in out and "batch 1 on cpu, 1 thread(s)" in out and "batch 128 on cpu" in out
     evaluation = only_eval(tmp_path)
-    assert EVAL_KEYS <= set(evaluation) and evaluation["kind"] == "eval" and evaluation["format"] == 1
+    assert EVAL_KEYS <= set(evaluation) and evaluation["kind"] == "eval" and evaluation["format"] == 2
     assert evaluation["training_spec_hash"] == spec.hash and evaluation["training_code_hash"] == record.code_hash
     assert evaluation["split"] == "test" and evaluation["device"] == "cpu"
     assert evaluation["metrics"] == record.metrics["test"]
     assert evaluation["executed_macs"] == record.metrics["executed_macs"]
     assert evaluation["exec_rate_per_unit"] == record.metrics["exec_rate_per_unit"]
     assert evaluation["mac_saving"] == record.metrics["mac_saving"]
-    assert set(evaluation["latency"]) == set(record.metrics["latency"])  # the run record's latency structure
+    assert set(evaluation["latency"]["batches"]) == {"1", "128"}
+    assert evaluation["latency"]["batches"]["1"]["rounds"] == 6
 
 
 def test_eval_on_val_by_record_path_and_an_ungated_model_has_no_latency(tmp_path, capsys):

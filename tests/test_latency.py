@@ -19,7 +19,7 @@ def test_measure_latency_reports_mode_batch_and_mac_saving(mode: str, batch_size
     assert 0.5 < report.mac_saving < 1  # every branch skipped: only stem, projections and head remain
     assert report.to_dict()["latency_saving"] == report.latency_saving
     assert mode in report.format() and "MAC saving" in report.format()
-    assert all(unit.execution == "masked" for unit in gated_units(model)) and model.training
+    assert all(unit.fast_path is None for unit in gated_units(model)) and model.training
 
 
 def test_channel_gates_can_be_timed_too() -> None:

@@ -9,7 +9,8 @@ from bench import DynBenchError
 from bench.backbones import build_backbone
 from bench.gating.gates import GateTrace, relax
 from bench.measure.macs import (MacSummary, UncountedOpError, count_macs, executed_macs, flop_counter_macs, unit_table)
-from bench.gating.wrappers import BlockGate, NeuronGate, dense_copy, execution, pruned_copy, wrap_blocks
+from bench.gating.wrappers import BlockGate, NeuronGate, dense_copy, pruned_copy, wrap_blocks
+from bench.measure.execution import execution
 from tests.models import GATE_KINDS, HashGate, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
 
 N_SAMPLES = 4

@@ -122,7 +122,7 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert factors[-1] < 1e-4
 
 
-def test_a_gated_method_records_executed_macs_rates_and_realized_latency(tmp_path):
+def test_a_gated_method_records_executed_macs_and_rates_and_leaves_latency_to_the_quiet_timing_pass(tmp_path):
     """A block-gated model (random gates at rate 0.5, a control every leaderboard has) through the one loop."""
     from bench import registry
     from bench.measure.latency import random_gated
@@ -147,10 +147,7 @@ def test_a_gated_method_records_executed_macs_rates_and_realized_latency(tmp_pat
     assert all(0.35 < rate < 0.65 for rate in metrics["exec_rate_per_unit"].values())
     macs = metrics["executed_macs"]
     assert macs["mean"] < macs["dense"] and macs["std"] > 0 and 0.2 < metrics["mac_saving"] < 0.8
-    latency = metrics["latency"]
-    assert latency["saving_mode"] == "gather" and latency["saving"] == latency["gather"]["latency_saving"]
-    assert latency["skip-b1"]["batch_size"] == 1 and latency["gather"]["batch_size"] == 128
-    assert latency["gather"]["threads"] == 1 and latency["gather"]["dense_seconds"] > 0
+    assert "latency" not in metrics  # timed after training, apart from other runs (bench.measure.latency)
 
 
 def test_a_gated_run_records_validation_figures_for_choices_and_the_all_on_control(tmp_path):

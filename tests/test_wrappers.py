@@ -9,7 +9,8 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.gating.gates import GateTrace, LinearGate, RandomGate
-from bench.gating.wrappers import COMPOSITIONS, BlockGate, ChannelGate, dense_copy, execution, gated_units, wrap_blocks
+from bench.gating.wrappers import COMPOSITIONS, BlockGate, ChannelGate, dense_copy, gated_units, wrap_blocks
+from bench.measure.execution import execution
 from bench.backbones import build_backbone
 from tests.models import GATE_KINDS, HashGate, as_double, family, gated, small_backbone  # noqa: F401 (family: fixture)
 

@@ -37,7 +37,7 @@ from torch import nn
 from bench import DynBenchError
 from bench.backbones.base import Backbone, ResidualBlock
 from bench.gating.gates import record
-from bench.gating.pruning import check_sliceable, first_sliced, second_sliced, sliced_copy, width_of
+from bench.gating.pruning import check_sliceable, sliced_copy, width_of
 
 Act = nn.Module
 
@@ -64,7 +64,6 @@ COMPOSITIONS: dict[str, Composition] = {
     # CosineGate notebook: y = s + g·r, no activation after the addition
     "no_act": Composition(lambda s, r, g, act: torch.addcmul(s, g, r), lambda s, r, act: s + r, lambda s, act: s),
 }
-EXECUTIONS = ("masked", "skip")
 
 
 @dataclass(frozen=True)
@@ -102,14 +101,8 @@ def _not_inplace(act: nn.Module) -> nn.Module:
     return act
 
 
-def _check_hard(g: torch.Tensor | float, name: str) -> None:
-    hard = g in (0.0, 1.0) if isinstance(g, float) else bool(((g == 0) | (g == 1)).all())
-    if not hard:
-        raise DynBenchError(f"unit '{name}': physical skipping needs hard 0/1 decisions (eval-mode gates)")
-
-
 class GatedUnit(nn.Module):
-    """Base of the wrappers. Subclasses implement `masked`, `skipping`, `pruned` and `unit`."""
+    """Base of the wrappers. Subclasses implement `masked`, `pruned` and `unit`."""
 
     kind: ClassVar[str]
 
@@ -118,28 +111,27 @@ class GatedUnit(nn.Module):
         self.block = block
         self.gate = gate
         self.name = name
-        self.execution = "masked"
         self.forced: float | None = None  # a constant decision replacing the gate's (`gates_forced`)
+        self.fast_path: Callable[[GatedUnit, torch.Tensor], torch.Tensor] | None = None  # bench.measure.execution
         self.act = _not_inplace(block.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.gate(x)
-        if g.dim() != (1 if self.kind == "block" else 2):  # [N] or [N, C], whatever the gate's layout
-            g = g.reshape(len(x)) if self.kind == "block" else g.reshape(len(x), -1)
-        if self.forced is not None:
-            g = torch.full_like(g, self.forced)
+        if self.fast_path is not None:
+            if self.training:
+                raise DynBenchError(f"unit '{self.name}': physical skipping is for eval only (methods.md §0.3)")
+            return self.fast_path(self, x)
+        g = self.decide(x)
         record(self.name, g)
-        if self.execution == "masked":
-            return self.masked(x, g)
-        if self.training:
-            raise DynBenchError(f"unit '{self.name}': physical skipping is for eval only (methods.md §0.3)")
-        return self.skipping(x, g)
+        return self.masked(x, g)
+
+    def decide(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate's decisions on x as [N] (blocks) or [N, C], or the forced constant."""
+        g = self.gate(x)
+        if g.dim() != (1 if self.kind == "block" else 2):  # whatever the gate's layout
+            g = g.reshape(len(x)) if self.kind == "block" else g.reshape(len(x), -1)
+        return g if self.forced is None else torch.full_like(g, self.forced)
 
     def masked(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """Eval-mode execution that really skips work; must reject soft decisions (`_check_hard`)."""
         raise NotImplementedError
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
@@ -167,26 +159,6 @@ class BlockGate(GatedUnit):
     def masked(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         s, r = self.block.shortcut(x), self.branch(x)
         return self.compose.mixed(s, r, _per_sample(g, r), self.act)
-
-    def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        block = self.block  # local names: this path runs per sample at batch 1, where Python overhead counts
-        s = block.shortcut(x)
-        if len(x) == 1:  # a real branch; one scalar read decides and checks it
-            on = g.item()
-            if on == 1.0:
-                return self.compose.full(s, block.second(block.first(x)), self.act)
-            _check_hard(on, self.name)
-            return self.compose.skipped(s, self.act)
-        _check_hard(g, self.name)
-        out = self.compose.skipped(s, self.act)
-        index = g.nonzero().squeeze(1)
-        if index.numel():  # gather the samples whose gate is on, run the branch, scatter back
-            with self.block.context.narrowed(index):
-                r = self.branch(x.index_select(0, index))
-            if out is s:  # the skipped form passed the shortcut (maybe the block input) through: do not write into it
-                out = out.clone()
-            out.index_copy_(0, index, self.compose.full(s.index_select(0, index), r, self.act))
-        return out
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
         return PrunedBlock(self.block, self.gate, self.act, self.compose, bool(decision))
@@ -216,34 +188,6 @@ class ChannelGate(GatedUnit):
 
     def masked(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return self.act(self.block.shortcut(x) + self.block.second(self.hidden(x, g)))
-
-    def sliced_branch(self, x: torch.Tensor, channels: torch.Tensor, s: torch.Tensor,
-                      light: torch.Tensor | None) -> torch.Tensor:
-        """The residual branch computing only the kept channels of h (all samples share `channels`);
-        `light` is the light path's output for these samples (None without a light path)."""
-        if light is None:
-            h = first_sliced(self.block.first, x, channels) if channels.numel() else None
-            return second_sliced(self.block.second, h, channels, s)
-        if channels.numel():
-            light = light.index_copy(1, channels, first_sliced(self.block.first, x, channels))
-        return self.block.second(light)
-
-    def skipping(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        _check_hard(g, self.name)
-        s = self.block.shortcut(x)
-        light = self.light(x) if self.light is not None else None  # once for the batch: it may read gate state
-        if len(x) == 1:
-            return self.act(s + self.sliced_branch(x, g[0].nonzero().squeeze(1), s, light))
-        out = torch.empty_like(s)
-        patterns, group = torch.unique(g, dim=0, return_inverse=True)
-        for i, pattern in enumerate(patterns):  # samples with the same mask run together
-            index = (group == i).nonzero().squeeze(1)
-            s_group = s.index_select(0, index)
-            light_group = light.index_select(0, index) if light is not None else None
-            with self.block.context.narrowed(index):
-                r = self.sliced_branch(x.index_select(0, index), pattern.nonzero().squeeze(1), s_group, light_group)
-            out.index_copy_(0, index, self.act(s_group + r))
-        return out
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
         return PrunedHidden(self.block, self.gate, self.act, self.light, decision.nonzero().squeeze(1))
@@ -353,22 +297,6 @@ def pruned_copy(model: nn.Module, decisions: dict[str, torch.Tensor]) -> nn.Modu
     _replace_units(pruned, lambda unit: unit.pruned(decisions[unit.name].reshape(-1).squeeze(0) if unit.kind == "block"
                                                       else decisions[unit.name].reshape(-1)))
     return pruned
-
-
-@contextlib.contextmanager
-def execution(model: nn.Module, mode: str) -> Iterator[nn.Module]:
-    """Run every wrapper of `model` in `mode` ("masked" or "skip") inside the block."""
-    if mode not in EXECUTIONS:
-        raise DynBenchError(f"unknown execution '{mode}': choose one of {', '.join(EXECUTIONS)}")
-    units = gated_units(model)
-    saved = [unit.execution for unit in units]
-    for unit in units:
-        unit.execution = mode
-    try:
-        yield model
-    finally:
-        for unit, previous in zip(units, saved):
-            unit.execution = previous
 
 
 @contextlib.contextmanager

@@ -10,10 +10,12 @@ reported beside the MAC saving of the same inputs.
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +25,8 @@ from bench.backbones.base import Backbone
 from bench.gating.gates import GateTrace, RandomGate
 from bench.measure.macs import count_macs, executed_macs
 from bench.gating.pruning import width_of
-from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, execution, wrap_blocks
+from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gates_forced, wrap_blocks
+from bench.measure.execution import execution
 
 MODES = {"masked": "masked", "skip-b1": "skip", "gather": "skip"}  # mode -> wrapper execution
 
@@ -144,3 +147,211 @@ def random_gated(backbone: Backbone, kind: str = "block", keep_rate: float = 0.5
     if kind == "channel":
         return wrap_blocks(backbone, lambda name, block: ChannelGate(block, RandomGate(keep_rate, width_of(block.first)), name))
     raise DynBenchError(f"unknown gate kind '{kind}': choose block or channel")
+
+
+# ---- the board's protocol: paired rounds, a CI on the saving, all-on / all-off probes, a dense anchor ----
+
+ANCHOR = ("resnet8", (3, 32, 32), 10)  # the fixed dense network every figure is timed beside (seeded weights)
+ANCHOR_BATCH = 16  # the anchor runs at most this many samples per pass: it calibrates, it must not dominate
+CONFIDENCE = 0.95
+
+
+def median_ci(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Median and its distribution-free confidence interval (order statistics of a Binomial(n, 1/2)):
+    (median, low, high). Needs no assumption on the shape of timing noise, which has a long right tail."""
+    from scipy.stats import binom
+
+    ordered = sorted(values)
+    n = len(ordered)
+    if n < 6:  # fewer rounds than the smallest 95 % interval needs: no interval
+        return statistics.median(ordered), float("nan"), float("nan")
+    low = max(int(binom.ppf((1 - confidence) / 2, n, 0.5)) - 1, 0)
+    return statistics.median(ordered), ordered[low], ordered[n - 1 - low]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def anchor_network(device: torch.device) -> nn.Module:
+    from bench.backbones import build_backbone
+
+    name, in_shape, classes = ANCHOR
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_backbone(name, in_shape, classes).eval().to(device)
+
+
+def timed_rounds(passes: dict[str, Callable[[], list[float]]], min_rounds: int, max_rounds: int, budget_s: float,
+                 warmup: int, enough: Callable[[dict[str, list[list[float]]]], bool],
+                 device: torch.device = torch.device("cpu"), before: Callable[[], None] | None = None
+                 ) -> dict[str, list[list[float]]]:
+    """Rounds of every pass, the order rotating each round so that drift and caches hit all alike. A pass
+    returns its per-sample seconds. Stops after `min_rounds` once `enough(times)` holds, or at `max_rounds`
+    or `budget_s`. Returns, per pass, one list of per-sample seconds per timed round."""
+    names = list(passes)
+    times: dict[str, list[list[float]]] = {name: [] for name in names}
+    started = time.perf_counter()
+    for r in range(warmup + max_rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            if before is not None:
+                before()
+            _sync(device)
+            seconds = passes[name]()
+            if r >= warmup:
+                times[name].append(seconds)
+        timed = r + 1 - warmup
+        if timed >= min_rounds and (enough(times) or time.perf_counter() - started > budget_s):
+            break
+    return times
+
+
+def _per_sample_pass(model: nn.Module, samples: list[torch.Tensor], device: torch.device) -> Callable[[], list[float]]:
+    def run() -> list[float]:
+        seconds = []
+        for x in samples:
+            started = time.perf_counter()
+            model(x)
+            _sync(device)
+            seconds.append(time.perf_counter() - started)
+        return seconds
+    return run
+
+
+def _summary(rounds: list[list[float]], per_pass: int) -> dict[str, float]:
+    """p50 / p95 of one forward pass (seconds; at batch 1, one sample) over every timed pass."""
+    flat = [s for round_ in rounds for s in round_]
+    return {"p50": statistics.median(flat), "p95": percentile(flat, 0.95), "samples_per_pass": per_pass}
+
+
+def _paired(numerator: list[list[float]], denominator: list[list[float]]) -> list[float]:
+    return [sum(a) / sum(b) for a, b in zip(numerator, denominator)]
+
+
+@torch.no_grad()
+def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, ...] = (1, 128), threads: int = 1,
+               b1_samples: int = 16, min_rounds: int = 12, max_rounds: int = 120, budget_s: float = 20.0,
+               target_halfwidth: float = 0.01, warmup: int = 2, seed: int = 0) -> dict[str, Any]:
+    """The board's latency of a gated `model` on `inputs` (on their device), per batch size.
+
+    Each round times, in rotating order: the dense copy, the model as trained (really skipping), the model
+    with every gate forced on (its overhead over dense) and forced off (does time fall when units are
+    skipped?), and the fixed anchor network (for comparing machines). Batch 1 runs `b1_samples` inputs one
+    by one, each timed; a batch of b runs the first b inputs once. Saving = 1 − dynamic / dense, paired per
+    round; its median and 95 % CI (order statistics). Rounds go on until the CI is ±`target_halfwidth`
+    or the budget is spent."""
+    device = inputs.device
+    was_training = model.training
+    model.eval()
+    dense = dense_copy(model).eval()
+    anchor = anchor_network(device)
+    memory_format = torch.channels_last if inputs.dim() == 4 else torch.contiguous_format
+    anchor = anchor.to(memory_format=memory_format)
+    results: dict[str, Any] = {"device": str(device), "threads": None, "batches": {}, "anchor": ANCHOR[0]}
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), fixed_threads(threads) as used:
+            results["threads"] = used if device.type == "cpu" else None
+            for batch_size in batch_sizes:
+                samples = [inputs[i:i + 1] for i in range(min(b1_samples, len(inputs)))] if batch_size == 1 \
+                    else [inputs[:batch_size]]
+                if batch_size > 1 and len(inputs) < batch_size:
+                    raise DynBenchError(f"batch {batch_size} needs {batch_size} inputs, got {len(inputs)}")
+                anchor_samples = [anchor_network_input(x[:ANCHOR_BATCH], device) for x in samples]
+                macs = _macs_of(model, dense, samples, seed)
+                with execution(model, "skip"), torch.inference_mode():
+                    def dynamic_pass(value: float | None) -> Callable[[], list[float]]:
+                        def run() -> list[float]:
+                            if value is None:
+                                return _per_sample_pass(model, samples, device)()
+                            with gates_forced(model, value):
+                                return _per_sample_pass(model, samples, device)()
+                        return run
+
+                    passes = {"dense": _per_sample_pass(dense, samples, device), "dynamic": dynamic_pass(None),
+                              "all_on": dynamic_pass(1.0), "all_off": dynamic_pass(0.0),
+                              "anchor": _per_sample_pass(anchor, anchor_samples, device)}
+
+                    def enough(times: dict[str, list[list[float]]]) -> bool:
+                        _, low, high = median_ci(_paired(times["dynamic"], times["dense"]))
+                        return high - low <= 2 * target_halfwidth
+
+                    times = timed_rounds(passes, min_rounds, max_rounds, budget_s, warmup, enough, device,
+                                         before=lambda: torch.manual_seed(seed))
+                results["batches"][str(batch_size)] = _batch_result(batch_size, len(samples), times, macs)
+    finally:
+        model.train(was_training)
+    return results
+
+
+def anchor_network_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A fixed CIFAR-shaped input batch of the same size as `x` for the anchor."""
+    generator = torch.Generator().manual_seed(len(x))
+    shaped = torch.randn(len(x), *ANCHOR[1], generator=generator).to(device)
+    return shaped.contiguous(memory_format=torch.channels_last)
+
+
+def _macs_of(model: nn.Module, dense: nn.Module, samples: list[torch.Tensor], seed: int) -> dict[str, float]:
+    """Executed-MAC savings of the timed samples: as trained, and with every gate forced off (vs forced on)."""
+    example = samples[0][:1].cpu()
+    dense_macs = count_macs(dense.cpu(), example)
+    savings = {}
+    for name, forced in (("dynamic", None), ("all_off", 0.0)):
+        torch.manual_seed(seed)
+        with GateTrace.recording() as trace, (gates_forced(model, forced) if forced is not None else contextlib.nullcontext()):
+            for x in samples:
+                model(x)
+        savings[name] = executed_macs(model.cpu(), example, trace, dense_macs).saving
+    model.to(samples[0].device)
+    dense.to(samples[0].device)
+    return savings
+
+
+def _batch_result(batch_size: int, per_pass: int, times: dict[str, list[list[float]]], macs: dict[str, float]
+                  ) -> dict[str, Any]:
+    rounds = len(times["dense"])
+    ratio, low, high = median_ci(_paired(times["dynamic"], times["dense"]))
+    on, on_low, on_high = median_ci(_paired(times["all_on"], times["dense"]))
+    off, off_low, off_high = median_ci(_paired(times["all_off"], times["all_on"]))
+    # what skipping every unit saves in MACs relative to all-on: the probe of real skipping
+    off_mac_saving = macs["all_off"]
+    off_saving = 1 - off
+    return {
+        "batch_size": batch_size, "rounds": rounds,
+        **{name: _summary(values, per_pass) for name, values in times.items()},
+        "saving": 1 - ratio, "saving_ci": [1 - high, 1 - low],
+        "mac_saving": macs["dynamic"],
+        "realized": (1 - ratio) / macs["dynamic"] if macs["dynamic"] > 0 else float("nan"),
+        "realized_ci": ([(1 - high) / macs["dynamic"], (1 - low) / macs["dynamic"]] if macs["dynamic"] > 0
+                        else [float("nan"), float("nan")]),
+        "all_on_overhead": on - 1, "all_on_overhead_ci": [on_low - 1, on_high - 1],
+        "all_off_saving": off_saving, "all_off_saving_ci": [1 - off_high, 1 - off_low],
+        "all_off_mac_saving": off_mac_saving,
+        # masked execution (compute, then multiply) saves nothing when every unit is off: a real path saves
+        # a clear part of it even where per-unit overhead eats the rest
+        "skips_for_real": bool(off_mac_saving > 0 and (1 - off_high) >= 0.2 * off_mac_saving),
+        "anchor_ratio": statistics.median(_paired(times["dynamic"], times["anchor"])),
+    }
+
+
+LATENCY_SAMPLES = 128  # test inputs a timing reads: batch 128 runs them all, batch 1 the first `b1_samples`
+
+
+def _pct(value: float) -> str:
+    return "—" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def describe_latency(latency: dict[str, Any]) -> list[str]:
+    """Lines for a terminal: per batch size, the saving with its CI beside the MAC saving, the all-on
+    overhead and whether skipping every unit really saves time."""
+    lines = []
+    for key, batch in latency["batches"].items():
+        threads = f", {latency['threads']} thread(s)" if latency.get("threads") else ""
+        lines.append(f"batch {key} on {latency['device']}{threads}, {batch['rounds']} paired rounds: dense p50 "
+                     f"{1e3 * batch['dense']['p50']:.3f} ms, dynamic p50 {1e3 * batch['dynamic']['p50']:.3f} / p95 "
+                     f"{1e3 * batch['dynamic']['p95']:.3f} ms; latency saving {_pct(batch['saving'])} % "
+                     f"[{_pct(batch['saving_ci'][0])}, {_pct(batch['saving_ci'][1])}] vs MAC saving "
+                     f"{_pct(batch['mac_saving'])} %; all-on overhead {_pct(batch['all_on_overhead'])} %; "
+                     + ("skips for real" if batch["skips_for_real"] else "MASKED EXECUTION: no real skipping"))
+    return lines

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from bench.backbones import build_backbone
 from bench.gating.gates import LinearGate
 from bench.measure.latency import fixed_threads, interleaved_medians, measure_latency, random_gated
-from bench.gating.wrappers import BlockGate, execution, wrap_blocks
+from bench.gating.wrappers import BlockGate, wrap_blocks
+from bench.measure.execution import execution
 
 pytestmark = pytest.mark.perf
 

@@ -13,7 +13,8 @@ from bench.gating.gates import GateTrace
 from bench.measure.macs import count_macs, unit_table
 from bench.method import Method, StepContext
 from bench.train import task_loss
-from bench.gating.wrappers import execution, gated_units, pruned_copy
+from bench.gating.wrappers import gated_units, pruned_copy
+from bench.measure.execution import execution
 from tests.models import as_double, small_backbone
 
 N_SAMPLES = 32

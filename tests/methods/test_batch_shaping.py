@@ -10,7 +10,8 @@ from bench.backbones import Backbone
 from bench.gating.gates import GateTrace
 from bench.measure.macs import count_macs, unit_table
 from bench.method import StepContext
-from bench.gating.wrappers import ChannelGate, execution, gated_units, pruned_copy
+from bench.gating.wrappers import ChannelGate, gated_units, pruned_copy
+from bench.measure.execution import execution
 from tests.methods.toy import build, eval_trace, plugin, train_briefly, xor_data
 from tests.models import SMALL, as_double
 

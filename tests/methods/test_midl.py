@@ -9,7 +9,8 @@ from bench.backbones import Backbone, build_backbone
 from bench.gating.gate_stats import mean_pairwise_iou
 from bench.gating.gates import GateTrace
 from bench.measure.macs import count_macs, unit_table
-from bench.gating.wrappers import NeuronGate, execution, gated_units, pruned_copy
+from bench.gating.wrappers import NeuronGate, gated_units, pruned_copy
+from bench.measure.execution import execution
 from tests.methods.common import check_macs_match_pruned, check_masked_equals_skip
 from tests.methods.toy import build, eval_trace, plugin, train_briefly, xor_data
 from tests.models import as_double

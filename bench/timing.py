@@ -1,0 +1,119 @@
+"""The quiet timing pass: realized latency of the kept models of a results folder, measured after training.
+
+Training records hold no latency. A run timed while other runs trained beside it would carry their load
+in its figure; here every model is timed alone, one after another, once training has finished (`dynbench
+suite` runs this pass at its end; `dynbench time` runs it on demand, e.g. on another machine). Each timing
+is a latency record `<results>/latency/<spec hash>.<machine key>.json`:
+
+    {"kind": "latency", "training_spec_hash", "training_code_hash", "timing_code_hash", "device", "hardware",
+     "versions", "load_before", "load_after", "latency": {...} (`bench.measure.latency.time_model`), "created",
+     "format": 1}
+
+`load_*` is the machine's 1-minute load average around the timing: a figure measured under load says so.
+A record whose run was retrained (other training code) or whose timing code changed is stale: boards
+leave it out and this pass redoes it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import bench
+from bench import DynBenchError
+from bench.evaluate import rebuild, save_json
+from bench.gating.wrappers import gated_units
+from bench.measure.latency import LATENCY_SAMPLES, time_model
+from bench.records import CorruptRecord, hardware_info, load_record, software_versions
+
+LATENCY_DIR = "latency"
+LATENCY_FORMAT = 1
+TIMING_MODULES = ("timing.py", "measure/latency.py", "measure/execution.py")
+
+
+def timing_code_hash(package: Path = Path(bench.__file__).parent) -> str:
+    """Hash of the code that produces a latency figure (protocol and execution paths)."""
+    digest = hashlib.sha256()
+    for name in TIMING_MODULES:
+        digest.update(name.encode() + b"\0" + (package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def machine_key(device: torch.device, threads: int) -> str:
+    hardware = hardware_info(device)
+    key = {k: hardware.get(k) for k in ("machine", "system", "processor", "cpu_count", "gpu")}
+    return hashlib.sha256(json.dumps({**key, "device": device.type, "threads": threads}, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def latency_path(results_dir: Path, spec_hash: str, device: torch.device, threads: int) -> Path:
+    return results_dir / LATENCY_DIR / f"{spec_hash}.{machine_key(device, threads)}.json"
+
+
+def is_current(path: Path, training_code_hash: str) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (data.get("format") == LATENCY_FORMAT and data.get("training_code_hash") == training_code_hash
+            and data.get("timing_code_hash") == timing_code_hash())
+
+
+def time_runs(results_dir: Path, data_root: Path, records: list[str] | None = None, device: str | None = None,
+              threads: int = 1, force: bool = False) -> int:
+    """Time every gated run of `results_dir` (or the `records` named: paths or spec hashes) whose latency
+    record for this machine is missing or stale; returns the number of runs that could not be timed.
+    Ungated runs (dense, static_small) have no latency of their own: their model is a dense network."""
+    from bench.evaluate import find_record
+
+    if threads < 1:
+        raise DynBenchError(f"--threads must be >= 1, not {threads}")
+    run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    paths = [find_record(r, results_dir)[0] for r in records] if records else sorted((results_dir / "runs").glob("*.json"))
+    todo = []
+    for path in paths:
+        try:
+            run_record = load_record(path)
+        except CorruptRecord as exc:
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+            continue
+        if "input_dependence" not in run_record.metrics:  # no gates
+            continue
+        target = latency_path(results_dir, run_record.spec_hash, run_device, threads)
+        if force or not is_current(target, run_record.code_hash):
+            todo.append((path, run_record, target))
+    failures = 0
+    for i, (path, run_record, target) in enumerate(todo, 1):
+        try:
+            data = time_run(run_record, results_dir, data_root, run_device, threads)
+        except DynBenchError as exc:
+            failures += 1
+            print(f"[time {i}/{len(todo)}] {run_record.run_spec.label}: not timed: {exc}", file=sys.stderr)
+            continue
+        save_json(target, data)
+        batches = data["latency"]["batches"]
+        summary = ", ".join(f"batch {b}: {100 * r['saving']:.1f} % [{100 * r['saving_ci'][0]:.1f}, "
+                            f"{100 * r['saving_ci'][1]:.1f}] (MACs {100 * r['mac_saving']:.1f} %)" for b, r in batches.items())
+        print(f"[time {i}/{len(todo)}] {run_record.run_spec.label}: latency saving {summary}", flush=True)
+    return failures
+
+
+def time_run(run_record: Any, results_dir: Path, data_root: Path, run_device: torch.device, threads: int) -> dict[str, Any]:
+    rebuilt = rebuild(run_record, results_dir, data_root, run_device)
+    if not gated_units(rebuilt.model):
+        raise DynBenchError("the model has no gates: its latency is the dense model's")
+    inputs = rebuilt.pipeline(rebuilt.test.x[:LATENCY_SAMPLES]).to(run_device)
+    load_before = os.getloadavg()[0]
+    latency = time_model(rebuilt.model, inputs, threads=threads)
+    return {
+        "kind": "latency", "training_spec_hash": run_record.spec_hash, "training_code_hash": run_record.code_hash,
+        "timing_code_hash": timing_code_hash(), "device": str(run_device), "hardware": hardware_info(run_device),
+        "versions": software_versions(), "load_before": load_before, "load_after": os.getloadavg()[0],
+        "latency": latency, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "format": LATENCY_FORMAT,
+    }
+
