@@ -19,7 +19,8 @@ MOVED_MODULES = {
     **{f"bench.{name}": f"bench.measure.{name}" for name in ("macs", "latency", "metrics", "throughput")},
     **{f"bench.{name}": f"bench.data.{name}" for name in ("dataset", "formats")},
     **{f"bench.{name}": f"bench.reporting.{name}"
-       for name in ("tables", "report", "plots", "boards", "board_display", "stats", "noise", "eval_latency")},
+       for name in ("tables", "report", "plots", "boards", "board_display", "stats", "noise")},
+    "bench.eval_latency": "bench.reporting.latency_figures",
 }
 
 

@@ -170,7 +170,7 @@ def cmd_time(args: argparse.Namespace) -> int:
     from bench.timing import time_runs
 
     failures = time_runs(Path(args.results), resolve_data_root(args.data_root), records=args.record or None,
-                         device=args.device, threads=args.threads, force=args.force)
+                         device=args.device, threads=args.threads, force=args.force, all_seeds=args.all_seeds)
     return 1 if failures else 0
 
 
@@ -291,11 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Time each gated run's kept model alone (dense copy, as trained, gates forced "
                                           "on and off, a fixed anchor network; batch 1 and 128; paired rounds until the "
                                           "saving's 95 %% CI is ±1 point) and write <results>/latency/<hash>.<machine>.json. "
-                                          "Runs whose latency record for this machine is current are skipped.")
+                                          "Runs whose latency record for this machine is current are skipped; by default one seed per "
+                                          "configuration is timed.")
     sub.add_argument("record", nargs="*", help="run record paths or spec hashes (default: every gated run in --results)")
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sub.add_argument("--threads", type=int, default=1, help="intra-op CPU threads (default 1)")
     sub.add_argument("--force", action="store_true", help="time again even where a current latency record exists")
+    sub.add_argument("--all-seeds", action="store_true",
+                     help="time every seed of each configuration (default: the lowest seed; named records: all)")
     common(sub)
     sub.set_defaults(func=cmd_time)
 

@@ -123,10 +123,23 @@ class Rebuilt:
     test: Any
 
 
+_cached_splits: dict[str, tuple] = {}
+
+
+def _splits(spec: RunSpec, dataset: DatasetPlugin, data_root: Path) -> tuple:
+    """`run_splits`, kept for the next run of the same data (a timing pass rebuilds many runs in a row)."""
+    key = json.dumps([spec.dataset, str(data_root), spec.max_train_examples, spec.max_val_examples,
+                      spec.max_test_examples])
+    if key not in _cached_splits:
+        _cached_splits.clear()  # one dataset at a time: memory stays bounded
+        _cached_splits[key] = run_splits(spec, dataset, data_root)
+    return _cached_splits[key]
+
+
 def rebuild(run_record: RunRecord, results_dir: Path, data_root: Path, run_device: torch.device) -> Rebuilt:
     """The kept model of `run_record` rebuilt from its spec and loaded (checked by `load_model`)."""
     spec, method, dataset, payload = load_model(run_record, results_dir)
-    splits, _, val_split, test_split = run_splits(spec, dataset, data_root)
+    splits, _, val_split, test_split = _splits(spec, dataset, data_root)
     example = BatchPipeline(dataset, torch.device("cpu"))(splits.test.x[:1])
     backbone = build_backbone(spec.backbone, tuple(splits.train.x.shape[1:]), dataset.num_classes, **spec.backbone_options)
     dense_macs = count_macs(backbone, example)  # before `build`, as in training (static_small counts the full net)

@@ -33,6 +33,10 @@ from bench.measure.latency import LATENCY_SAMPLES, time_model
 from bench.records import CorruptRecord, hardware_info, load_record, software_versions
 
 LATENCY_DIR = "latency"
+# seconds of timed rounds per batch size, by the run's profile: the smoke check and the quick board (timed
+# inside `make bench`) get short timings, wide CIs; the boards that are results get the full protocol
+TIMING_BUDGET_S = {"smoke": 0.5, "quick": 1.5}
+FULL_BUDGET_S = 20.0
 LATENCY_FORMAT = 1
 TIMING_MODULES = ("timing.py", "measure/latency.py", "measure/execution.py")
 
@@ -65,32 +69,45 @@ def is_current(path: Path, training_code_hash: str) -> bool:
 
 
 def time_runs(results_dir: Path, data_root: Path, records: list[str] | None = None, device: str | None = None,
-              threads: int = 1, force: bool = False) -> int:
-    """Time every gated run of `results_dir` (or the `records` named: paths or spec hashes) whose latency
-    record for this machine is missing or stale; returns the number of runs that could not be timed.
-    Ungated runs (dense, static_small) have no latency of their own: their model is a dense network."""
+              threads: int = 1, force: bool = False, all_seeds: bool = False, **timing: Any) -> int:
+    """Time the gated runs of `results_dir` (or the `records` named: paths or spec hashes) whose latency
+    record for this machine is missing or stale: the lowest seed of each configuration, or every seed
+    (`all_seeds`, and always for named records). Returns the number of runs that could not be timed.
+    Ungated runs (dense, static_small) have no latency of their own: their model is a dense network.
+    `timing`: options of `time_model` (e.g. budget_s) overriding the profile's."""
     from bench.evaluate import find_record
 
     if threads < 1:
         raise DynBenchError(f"--threads must be >= 1, not {threads}")
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if run_device.type == "cuda" and not torch.cuda.is_available():
+        raise DynBenchError(f"--device {device}: this machine has no CUDA device (torch.cuda.is_available() is "
+                            "False); time on the CPU with --device cpu, or run `dynbench time` on a GPU machine")
+    if run_device.type not in ("cpu", "cuda"):
+        raise DynBenchError(f"--device {device}: latency is timed on cpu or cuda")
     paths = [find_record(r, results_dir)[0] for r in records] if records else sorted((results_dir / "runs").glob("*.json"))
-    todo = []
+    gated = []
     for path in paths:
         try:
             run_record = load_record(path)
         except CorruptRecord as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             continue
-        if "input_dependence" not in run_record.metrics:  # no gates
-            continue
-        target = latency_path(results_dir, run_record.spec_hash, run_device, threads)
-        if force or not is_current(target, run_record.code_hash):
-            todo.append((path, run_record, target))
+        if "input_dependence" in run_record.metrics:  # ungated runs have no record of gate decisions
+            target = latency_path(results_dir, run_record.spec_hash, run_device, threads)
+            gated.append((run_record, target, not force and is_current(target, run_record.code_hash)))
+    if records or all_seeds:
+        todo = [(run_record, target) for run_record, target, current in gated if not current]
+    else:  # the lowest seed of each configuration that has no current timing yet
+        by_config: dict[str, list] = {}
+        for item in sorted(gated, key=lambda item: item[0].run_spec.seed):
+            by_config.setdefault(_config_key(item[0]), []).append(item)
+        todo = [items[0][:2] for items in by_config.values() if not any(current for _, _, current in items)]
     failures = 0
-    for i, (path, run_record, target) in enumerate(todo, 1):
+    for i, (run_record, target) in enumerate(todo, 1):
         try:
-            data = time_run(run_record, results_dir, data_root, run_device, threads)
+            options = {"budget_s": TIMING_BUDGET_S.get(run_record.run_spec.profile, FULL_BUDGET_S), **timing}
+            data = time_run(run_record, results_dir, data_root, run_device, threads, **options)
         except DynBenchError as exc:
             failures += 1
             print(f"[time {i}/{len(todo)}] {run_record.run_spec.label}: not timed: {exc}", file=sys.stderr)
@@ -103,13 +120,18 @@ def time_runs(results_dir: Path, data_root: Path, records: list[str] | None = No
     return failures
 
 
-def time_run(run_record: Any, results_dir: Path, data_root: Path, run_device: torch.device, threads: int) -> dict[str, Any]:
+def _config_key(run_record: Any) -> str:
+    return json.dumps({k: v for k, v in run_record.spec.items() if k != "seed"}, sort_keys=True, default=str)
+
+
+def time_run(run_record: Any, results_dir: Path, data_root: Path, run_device: torch.device, threads: int,
+             **timing: Any) -> dict[str, Any]:
     rebuilt = rebuild(run_record, results_dir, data_root, run_device)
     if not gated_units(rebuilt.model):
         raise DynBenchError("the model has no gates: its latency is the dense model's")
     inputs = rebuilt.pipeline(rebuilt.test.x[:LATENCY_SAMPLES]).to(run_device)
     load_before = os.getloadavg()[0]
-    latency = time_model(rebuilt.model, inputs, threads=threads)
+    latency = time_model(rebuilt.model, inputs, threads=threads, **timing)
     return {
         "kind": "latency", "training_spec_hash": run_record.spec_hash, "training_code_hash": run_record.code_hash,
         "timing_code_hash": timing_code_hash(), "device": str(run_device), "hardware": hardware_info(run_device),

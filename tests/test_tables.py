@@ -219,29 +219,59 @@ def test_an_unwritable_results_folder_is_a_one_line_error(results_dir, capsys):
     assert err.startswith("dynbench: error: cannot write") and err.count("\n") == 1
 
 
-def test_latency_measured_elsewhere_gets_its_own_columns(results_dir, capsys):
+def _timing(saving: float, mac_saving: float = 0.4, skips: bool = True) -> dict:
+    batch = {"saving": saving, "saving_ci": [saving - 0.01, saving + 0.01], "mac_saving": mac_saving,
+             "all_on_overhead": 0.03, "skips_for_real": skips, "anchor_ratio": 0.5,
+             "dynamic": {"p50": 1e-3, "p95": 1.5e-3}}
+    return {"device": "cpu", "threads": 1, "anchor": "resnet8", "unit_kinds": ["block"],
+            "batches": {"1": batch, "128": {**batch, "saving": saving / 2, "saving_ci": [saving / 2 - 0.01, saving / 2 + 0.01]}}}
+
+
+def test_latency_records_give_the_board_its_latency_columns_per_machine(results_dir, capsys):
+    from bench.timing import LATENCY_FORMAT, timing_code_hash
+
     record = fake_record("gated", 0, 0.9, 600, rates={"blocks.0": 0.6}, macs_std=10)
-    record.metrics["latency"] = {"saving": 0.10, "saving_mode": "gather"}
     save(results_dir, record)
     save(results_dir, fake_record("dense", 0, 0.9, 1000))
+    own = {"kind": "latency", "training_spec_hash": record.spec_hash, "training_code_hash": record.code_hash,
+           "timing_code_hash": timing_code_hash(), "device": "cpu", "hardware": {"machine": "x86_64", "cpu_count": 2},
+           "latency": _timing(0.30), "format": LATENCY_FORMAT}
+    (results_dir / "latency").mkdir()
+    (results_dir / "latency" / "a.json").write_text(json.dumps(own))
+    (results_dir / "latency" / "old_timing.json").write_text(json.dumps({**own, "timing_code_hash": "0ld"}))
+    (results_dir / "latency" / "broken.json").write_text(json.dumps({**own, "latency": {"batches": {"1": {"saving": "x"}}}}))
     evals = results_dir / "evals"
     evals.mkdir()
-    base = {"kind": "eval", "training_spec_hash": record.spec_hash, "training_code_hash": "x", "split": "test",
-            "device": "cuda", "hardware": {"gpu": "NVIDIA H200"}, "versions": {}, "metrics": {"accuracy": 0.9, "loss": 0.3},
-            "executed_macs": {}, "mac_saving": 0.4, "exec_rate_per_unit": {}, "created": "2026-12-02", "format": 1,
-            "latency": {"skip-b1": {}, "gather": {}, "saving": 0.35, "saving_mode": "gather"}}
-    (evals / "a.json").write_text(json.dumps(base))
-    (evals / "old.json").write_text(json.dumps({**base, "training_code_hash": "older", "latency": {"saving": 0.9}}))
-    (evals / "broken.json").write_text(json.dumps({**base, "metrics": {"accuracy": "high"}}))
+    gpu = {"kind": "eval", "training_spec_hash": record.spec_hash, "training_code_hash": record.code_hash,
+           "timing_code_hash": timing_code_hash(), "device": "cuda", "hardware": {"gpu": "NVIDIA H200"},
+           "metrics": {"accuracy": 0.9}, "latency": _timing(0.10, skips=False), "format": 2}
+    (evals / "gpu.json").write_text(json.dumps(gpu))
+    (evals / "retrained.json").write_text(json.dumps({**gpu, "training_code_hash": "older"}))
     write_tables(results_dir)
     page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
     header = next(line for line in page.splitlines() if line.startswith("|   rank"))
-    assert "latency saving (%) on cuda: NVIDIA H200, gather" in header
-    assert "latency saving, training machine (%)" in header
+    assert "latency saving b1 / b128 (%)" in header
     gated = next(line for line in page.splitlines() if "| gated " in line)
-    assert "| 35.0 " in gated and "| 10.0 " in gated and "90.0" not in gated
+    assert "30.0 [29.0, 31.0] / 15.0 [14.0, 16.0]" in gated  # the timing pass's machine
+    latency = page.split("## Realized latency")[1]
+    cpu_row = next(line for line in latency.splitlines() if "cpu: x86_64, 2 cores" in line)
+    gpu_row = next(line for line in latency.splitlines() if "cuda: NVIDIA H200" in line)
+    assert "real skipping" in cpu_row and "0.75 / 0.37" in cpu_row and "3.0 / 3.0" in cpu_row
+    assert "masked execution: no real skipping" in gpu_row
     err = capsys.readouterr().err
-    assert "older training" in err and "broken.json" in err
+    assert "older timing code" in err and "broken.json" in err and err.count("older training") == 1
+
+
+def test_channel_rows_whose_batched_path_cannot_win_say_so_instead_of_a_number():
+    from bench.reporting.latency_figures import NO_BATCHED_CHANNEL_SPEEDUP, LatencyFigure, saving_cell, verdict
+
+    timing = _timing(0.2)
+    timing["batches"]["128"].update(saving=-2.4, saving_ci=[-2.5, -2.3])
+    figure = LatencyFigure("h", "c", "cpu", 1, timing["batches"], ("channel",), "resnet8", "latency")
+    assert verdict([figure]) == NO_BATCHED_CHANNEL_SPEEDUP
+    assert saving_cell([figure], "128") == "no batched speedup" and saving_cell([figure], "1") == "20.0 [19.0, 21.0]"
+    block = LatencyFigure("h", "c", "cpu", 1, timing["batches"], ("block",), "resnet8", "latency")
+    assert verdict([block]) == "real skipping" and saving_cell([block], "128").startswith("-240.0")
 
 
 def test_a_corrupt_or_malformed_record_is_reported_and_ignored(results_dir, capsys):

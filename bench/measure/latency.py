@@ -25,7 +25,7 @@ from bench.backbones.base import Backbone
 from bench.gating.gates import GateTrace, RandomGate
 from bench.measure.macs import count_macs, executed_macs
 from bench.gating.pruning import width_of
-from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gates_forced, wrap_blocks
+from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gated_units, gates_forced, wrap_blocks
 from bench.measure.execution import execution
 
 MODES = {"masked": "masked", "skip-b1": "skip", "gather": "skip"}  # mode -> wrapper execution
@@ -209,6 +209,19 @@ def timed_rounds(passes: dict[str, Callable[[], list[float]]], min_rounds: int, 
 
 
 def _per_sample_pass(model: nn.Module, samples: list[torch.Tensor], device: torch.device) -> Callable[[], list[float]]:
+    if device.type == "cuda":  # CUDA events time the kernels on the device's own clock
+        def run_cuda() -> list[float]:
+            seconds = []
+            for x in samples:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(x)
+                end.record()
+                end.synchronize()
+                seconds.append(start.elapsed_time(end) / 1e3)
+            return seconds
+        return run_cuda
+
     def run() -> list[float]:
         seconds = []
         for x in samples:
@@ -249,7 +262,8 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
     anchor = anchor_network(device)
     memory_format = torch.channels_last if inputs.dim() == 4 else torch.contiguous_format
     anchor = anchor.to(memory_format=memory_format)
-    results: dict[str, Any] = {"device": str(device), "threads": None, "batches": {}, "anchor": ANCHOR[0]}
+    results: dict[str, Any] = {"device": str(device), "threads": None, "batches": {}, "anchor": ANCHOR[0],
+                               "unit_kinds": sorted({unit.kind for unit in gated_units(model)})}
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), fixed_threads(threads) as used:
             results["threads"] = used if device.type == "cpu" else None

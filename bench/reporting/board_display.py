@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.reporting.boards import Board, input_dependence_label
-from bench.reporting.eval_latency import EvalLatency, eval_columns
+from bench.reporting.latency_figures import LatencyFigure, main_columns
 from bench.measure.macs import COUNTING_RULE
 from bench.reporting.stats import CONFIDENCE
 
@@ -29,9 +29,10 @@ CONTROL_RULE = ("Controls: each gated row against the controls matched to it (ra
                 "gate forced to 1, scored in its own record), paired run by run; Δ = gated − control test score in points, with its "
                 f"{100 * CONFIDENCE:.0f} % t-interval over the pairs. Verdict 'better'/'worse' only where the interval "
                 "excludes 0, 'no evidence' where it does not, none with a single pair.")
-LATENCY_RULE = ("Latency saving: 1 − dynamic / dense median latency of the same backbone, measured with real skipping "
-                "on the training machine (mode, batch, threads in each record); columns 'on <machine>' come from "
-                "`dynbench eval` records of that machine and are never mixed with it; '—' = not measured.")
+LATENCY_RULE = ("Latency saving b1 / b128: 1 − dynamic / dense latency of the same backbone at batch 1 and batch 128, "
+                "really skipping, timed after training with each model alone (the 'Realized latency' table below "
+                "gives CIs, machine, overheads and the execution verdict); '—' = not timed (ungated rows: their "
+                "model is a dense network).")
 def _pct(value: float, digits: int = 1) -> str:
     return "—" if value is None or pd.isna(value) else f"{100 * value:.{digits}f}"
 
@@ -55,7 +56,7 @@ def reported_ranks(board: Board) -> set[int]:
     return ranks | ({int(best["rank"])} if best is not None else set())
 
 
-def display_frame(board: Board, select_on: str | None = None, evals: list[EvalLatency] | None = None) -> pd.DataFrame:
+def display_frame(board: Board, select_on: str | None = None, figures: list[LatencyFigure] | None = None) -> pd.DataFrame:
     """The board as people read it (percent, millions, intervals). With `select_on="val"` (a sweep) the test
     column is shown only for the rows finally reported and the front is marked on validation."""
     rows = board.rows
@@ -71,11 +72,8 @@ def display_frame(board: Board, select_on: str | None = None, evals: list[EvalLa
         "MAC saving vs dense (%)": rows["mac_saving"].map(_pct),
         "front": [_front_cell(row, rows, select_on == "val") for _, row in rows.iterrows()],
         "input dependence": [input_dependence_label(row) for _, row in rows.iterrows()],
-        "latency saving, training machine (%)": rows["latency_saving_mean"].map(_pct),
     })
-    extra = eval_columns(board, evals or [])
-    for column in extra.columns:
-        frame[column] = extra[column]
+    frame["latency saving b1 / b128 (%)"] = main_columns(board, figures or [])["latency saving b1 / b128 (%)"]
     frame["params (k)"] = (rows["params"] / 1e3).map("{:.1f}".format)
     frame["train time (s)"] = rows["train_seconds_mean"].map("{:.0f}".format)
     frame["stale"] = rows["stale"].map({True: "yes", False: ""})

@@ -161,7 +161,6 @@ def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
     """One run as a flat row; raises KeyError/TypeError/ValueError on a malformed record."""
     spec, metrics = record.spec, record.metrics
     primary = metrics.get("primary_metric", "accuracy")
-    latency = metrics.get("latency") or {}
     macs = metrics["executed_macs"]
     shares = _gate_shares(metrics)
     test_n = record.data.get("test_used", record.data.get("test"))
@@ -184,8 +183,6 @@ def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
         "executed_macs_p50": _number(macs.get("p50", macs["mean"]), "executed_macs.p50"),
         "executed_macs_p95": _number(macs.get("p95", macs["mean"]), "executed_macs.p95"),
         "dense_macs": _number(metrics["dense_macs"], "dense_macs"),
-        "latency_saving": _number(latency.get("saving", math.nan) if latency.get("saving") is not None else math.nan,
-                                  "latency.saving"),
         "params": _number(metrics["params"], "params"), "train_seconds": _number(record.train_seconds, "train_seconds"),
         "stale": is_stale(record) or _matched_changed(record, by_hash), "device": record.hardware.get("device", "?"),
         "all_on_score": _all_on_score(metrics, primary), "zero_loss_terms": ", ".join(metrics.get("zero_loss_terms") or []),
@@ -306,7 +303,6 @@ def aggregate(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
             "val_score_mean": val.mean, "val_score_ci_low": val.low, "val_score_ci_high": val.high,
             "executed_macs_mean": macs.mean, "executed_macs_ci_low": macs.low, "executed_macs_ci_high": macs.high,
             "dense_macs_board": dense_macs, "mac_saving": 1 - macs.mean / dense_macs,
-            "latency_saving_mean": group["latency_saving"].mean(),
             "params": first["params"], "train_seconds_mean": group["train_seconds"].mean(),
             "stale": bool(group["stale"].any()), "resolved_options": first["resolved_options"],
             "zero_loss_terms": "; ".join(sorted({t for t in group["zero_loss_terms"] if t})),

@@ -14,11 +14,11 @@ from bench.reporting.board_display import best_line, comparisons_frame, display_
 
 if TYPE_CHECKING:
     from bench.reporting.boards import Board
-    from bench.reporting.eval_latency import EvalLatency
+    from bench.reporting.latency_figures import LatencyFigure
 
 # numeric sort key of each displayed column (the board column holding the raw value)
 SORT_KEYS = {"rank": "rank", "n": "seeds", "executed MACs (M)": "executed_macs_mean",
-             "MAC saving vs dense (%)": "mac_saving", "latency saving, training machine (%)": "latency_saving_mean",
+             "MAC saving vs dense (%)": "mac_saving",
              "params (k)": "params", "train time (s)": "train_seconds_mean"}
 
 STYLE = """
@@ -55,8 +55,8 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def _table(board: "Board", select_on: str | None, evals: "list[EvalLatency]") -> str:
-    shown = display_frame(board, select_on, evals)
+def _table(board: "Board", select_on: str | None, latency: "list[LatencyFigure]") -> str:
+    shown = display_frame(board, select_on, latency)
     raw = board.rows
     score_column = next(c for c in shown.columns if c.startswith("test "))
     val_column = next(c for c in shown.columns if c.startswith("val "))
@@ -87,13 +87,27 @@ def _comparisons(board: "Board") -> str:
     return f"<h3>Matched controls</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _latency(board: "Board", latency: "list[LatencyFigure]") -> str:
+    """The board's realized-latency table and how it was timed (empty when nothing was timed)."""
+    from bench.reporting.latency_figures import latency_frame
+
+    found = latency_frame(board, latency)
+    if found is None:
+        return ""
+    line, shown = found
+    head = "".join(f'<th class="text">{html.escape(c)}</th>' for c in shown.columns)
+    body = "".join("<tr>" + "".join(f'<td class="text">{html.escape(str(v))}</td>' for v in row) + "</tr>"
+                   for row in shown.itertuples(index=False))
+    return f'<h3>Realized latency</h3><p class="notes">{html.escape(line)}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def write_report(path: Path, boards: "list[Board]", figures: dict[str, dict[str, Path]], notes: list[str],
-                 select_on: str | None = None, evals: "list[EvalLatency] | None" = None) -> Path:
+                 select_on: str | None = None, latency: "list[LatencyFigure] | None" = None) -> Path:
     """Write `report.html`: per board (setting) a sortable table, its best row, Pareto plot and heat map."""
     sections, contents = [], []
     for board in boards:
@@ -102,7 +116,8 @@ def write_report(path: Path, boards: "list[Board]", figures: dict[str, dict[str,
         kind = "" if board.kind == "result" else f" <small>({html.escape(board.kind)}, not a result)</small>"
         best = html.escape(best_line(board).replace("**", ""))
         sections.append(f'<section id="{anchor}"><h2>{html.escape(board.title)}{kind}</h2><p>{best}</p>'
-                        f'{_table(board, select_on, evals or [])}{_comparisons(board)}{images}</section>')
+                        f'{_table(board, select_on, latency or [])}{_comparisons(board)}{_latency(board, latency or [])}'
+                        f'{images}</section>')
         contents.append(f'<li><a href="#{anchor}">{html.escape(board.title)}</a>{kind}</li>')
     contents = "".join(contents)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -12,7 +12,7 @@ from bench import DynBenchError
 from bench.reporting.board_display import best_line, compact_frame, comparisons_frame, display_frame, notes, reported_ranks
 from bench.reporting.boards import (Board, build_boards, entry_label, is_stale,  # noqa: F401 (re-exported)
                           load_records, profile_order, runs_frame, warn)
-from bench.reporting.eval_latency import EvalLatency, load_evals
+from bench.reporting.latency_figures import LatencyFigure, latency_frame, load_figures
 
 SELECT_CHOICES = ("val",)
 NOISE_FILE = "noise.json"
@@ -62,7 +62,7 @@ def noise_line(board: Board, noise: dict | None) -> str | None:
             "than this are not evidence.")
 
 
-def board_markdown(board: Board, select_on: str | None, evals: list[EvalLatency], noise: dict | None,
+def board_markdown(board: Board, select_on: str | None, figures: list[LatencyFigure], noise: dict | None,
                    images: dict[str, str]) -> str:
     parts = [f"# {board.title}", ""]
     if board.kind == "smoke check":
@@ -77,13 +77,16 @@ def board_markdown(board: Board, select_on: str | None, evals: list[EvalLatency]
     if not board.has_dense:
         parts += ["This board has no dense row: MAC savings are against the backbone's counted dense MACs "
                   "(from the records), and no dense score is shown to compare with.", ""]
-    parts += [display_frame(board, select_on, evals).to_markdown(index=False), ""]
+    parts += [display_frame(board, select_on, figures).to_markdown(index=False), ""]
     silent = [f"#{row['rank']} {row['entry']}: {row['zero_loss_terms']}" for _, row in board.rows.iterrows()
               if row["zero_loss_terms"]]
     if silent:
         parts += ["Loss terms that stayed exactly 0 for the whole run (they never acted): " + "; ".join(silent) + ".", ""]
     if len(board.comparisons):
         parts += ["## Matched controls", "", comparisons_frame(board).to_markdown(index=False), ""]
+    latency = latency_frame(board, figures)
+    if latency is not None:
+        parts += ["## Realized latency", "", latency[0], "", latency[1].to_markdown(index=False), ""]
     parts += [f"![{name}]({file})" for name, file in images.items()] + [""]
     parts += [f"- {note}" for note in notes()]
     return "\n".join(parts) + "\n"
@@ -166,27 +169,27 @@ def write_tables(results_dir: Path, select_on: str | None = None) -> Path:
     if runs.empty:
         raise DynBenchError(f"no usable run records under {results_dir / 'runs'} (every one was malformed; see warnings)")
     boards = build_boards(runs)
-    evals, noise = load_evals(results_dir), load_noise(results_dir)
+    latency, noise = load_figures(results_dir), load_noise(results_dir)
     try:
-        figures: dict[str, dict[str, Path]] = {}
+        plots: dict[str, dict[str, Path]] = {}
         for board in boards:
             folder = _confined(results_dir, board.folder)
             folder.mkdir(parents=True, exist_ok=True)
             board_csv = _csv_frame([board], select_on)
             board_csv.to_csv(_confined(results_dir, f"{board.folder}/leaderboard.csv"), index=False)
-            figures[board.folder] = {"pareto": pareto_plot(board, _confined(results_dir, f"{board.folder}/pareto.png"),
+            plots[board.folder] = {"pareto": pareto_plot(board, _confined(results_dir, f"{board.folder}/pareto.png"),
                                                            select_on)}
             heatmap = exec_rate_heatmap(board, _confined(results_dir, f"{board.folder}/exec_rates.png"))
             if heatmap is not None:
-                figures[board.folder]["exec_rates"] = heatmap
-            images = {name: path.name for name, path in figures[board.folder].items()}
+                plots[board.folder]["exec_rates"] = heatmap
+            images = {name: path.name for name, path in plots[board.folder].items()}
             _confined(results_dir, f"{board.folder}/leaderboard.md").write_text(
-                board_markdown(board, select_on, evals, noise, images))
+                board_markdown(board, select_on, latency, noise, images))
         runs.drop(columns="exec_rate_per_unit").to_csv(_confined(results_dir, "runs.csv"), index=False)
         _csv_frame(boards, select_on).to_csv(_confined(results_dir, "leaderboard.csv"), index=False)
         markdown = _confined(results_dir, "leaderboard.md")
         markdown.write_text(index_markdown(boards, nested_boards(results_dir), select_on, noise))
-        write_report(_confined(results_dir, "report.html"), boards, figures, notes(), select_on, evals)
+        write_report(_confined(results_dir, "report.html"), boards, plots, notes(), select_on, latency)
     except OSError as exc:
         raise DynBenchError(f"cannot write the leaderboards under {results_dir}: {exc.strerror or exc} "
                             f"({exc.filename}); give a writable --results folder") from None
