@@ -7,15 +7,17 @@ backbone family and unit kind), and only their speed is measured here.
 - blocks: batch 1 takes a real branch; a batch gathers the samples whose gate is on, runs the branch
   on them and scatters the result back;
 - channels / neurons: batch 1 runs the kept channels only (sliced convolutions); a batch groups the
-  samples by mask and runs each group on its kept channels.
+  samples by mask when few masks occur, else runs the union of the kept channels once, masked per sample.
 """
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from bench import DynBenchError
 from bench.gating.gates import record
@@ -42,49 +44,95 @@ def skip_block(unit: BlockGate, x: torch.Tensor) -> torch.Tensor:
             return unit.compose.full(s, block.second(block.first(x)), unit.act)
         check_hard(on, unit.name)
         return unit.compose.skipped(s, unit.act)
+    on = g == 1
+    kept = int(on.sum())  # the one read of the decisions per block
+    if kept == len(x):  # every sample runs the branch: no gather, no scatter
+        return unit.compose.full(s, block.second(block.first(x)), unit.act)
     check_hard(g, unit.name)
     out = unit.compose.skipped(s, unit.act)
-    index = g.nonzero().squeeze(1)
-    if index.numel():  # gather the samples whose gate is on, run the branch, scatter back
+    if kept:  # gather the samples whose gate is on, run the branch, scatter back
+        index = on.nonzero().squeeze(1)
         with block.context.narrowed(index):
-            r = unit.branch(x.index_select(0, index))
+            r = unit.branch(gather(x, index))
         if out is s:  # the skipped form passed the shortcut (maybe the block input) through: do not write into it
             out = out.clone()
-        out.index_copy_(0, index, unit.compose.full(s.index_select(0, index), r, unit.act))
+        scatter_(out, index, unit.compose.full(gather(s, index), r, unit.act))
     return out
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`x.index_select(0, index)` in x's memory format. A channels-last tensor is gathered through its
+    contiguous NHWC view: several times faster than index_select on it, which also drops the format."""
+    if _channels_last(x):
+        return x.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)
+    return x.index_select(0, index)
+
+
+def scatter_(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`out.index_copy_(0, index, values)`, through NHWC views for channels-last tensors."""
+    if _channels_last(out) and _channels_last(values):
+        out.permute(0, 2, 3, 1).index_copy_(0, index, values.permute(0, 2, 3, 1))
+        return out
+    return out.index_copy_(0, index, values)
+
+
 def sliced_branch(unit: ChannelGate, x: torch.Tensor, channels: torch.Tensor, s: torch.Tensor,
-                  light: torch.Tensor | None) -> torch.Tensor:
-    """The residual branch computing only the kept channels of h (all samples share `channels`);
+                  light: torch.Tensor | None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The residual branch computing only the kept channels of h (`channels`, shared by the samples);
+    `mask` ([N, len(channels)], optional) zeroes the channels a sample does not keep among them;
     `light` is the light path's output for these samples (None without a light path)."""
+    if not channels.numel():
+        return second_sliced(unit.block.second, None, channels, s) if light is None else unit.block.second(light)
+    h = first_sliced(unit.block.first, x, channels)
+    if mask is not None:
+        m = mask.reshape(*mask.shape, *[1] * (h.dim() - 2))
+        h = m * h if light is None else m * h + (1 - m) * light.index_select(1, channels)
     if light is None:
-        h = first_sliced(unit.block.first, x, channels) if channels.numel() else None
         return second_sliced(unit.block.second, h, channels, s)
-    if channels.numel():
-        light = light.index_copy(1, channels, first_sliced(unit.block.first, x, channels))
-    return unit.block.second(light)
+    return unit.block.second(light.index_copy(1, channels, h))
+
+
+GROUPS_MAX = 4  # more distinct masks in a batch than this: run the union of kept channels once instead
 
 
 def skip_channels(unit: ChannelGate, x: torch.Tensor) -> torch.Tensor:
+    """Batch 1: the kept channels only. A batch: samples grouped by mask when there are few distinct masks
+    (each group runs its own kept channels); otherwise the union of the kept channels runs once for the
+    whole batch, each sample's other channels masked out — never more channels than dense."""
     g = unit.decide(x)
     record(unit.name, g)
     if g.shape[1] != unit.width:
         raise DynBenchError(f"unit '{unit.name}': the gate gave {g.shape[1]} decisions per sample for {unit.width} units")
     check_hard(g, unit.name)
     s = unit.block.shortcut(x)
+    if bool(g.all()):  # every channel of every sample kept: the plain branch, no slicing, no light path
+        return unit.act(s + unit.block.second(unit.block.first(x)))
     light = unit.light(x) if unit.light is not None else None  # once for the batch: it may read gate state
     if len(x) == 1:
         return unit.act(s + sliced_branch(unit, x, g[0].nonzero().squeeze(1), s, light))
-    out = torch.empty_like(s)
     patterns, group = torch.unique(g, dim=0, return_inverse=True)
+    if len(patterns) > GROUPS_MAX:
+        kept = g.any(0)
+        if bool(kept.all()):  # the union is every channel: the plain layers, masked per sample
+            h = unit.block.first(x)
+            m = g.reshape(*g.shape, *[1] * (h.dim() - 2))
+            return unit.act(s + unit.block.second(m * h if light is None else m * h + (1 - m) * light))
+        union = kept.nonzero().squeeze(1)
+        return unit.act(s + sliced_branch(unit, x, union, s, light, mask=g.index_select(1, union)))
+    if len(patterns) == 1:  # one mask for the whole batch: no gather, no scatter
+        return unit.act(s + sliced_branch(unit, x, patterns[0].nonzero().squeeze(1), s, light))
+    out = torch.empty_like(s)
     for i, pattern in enumerate(patterns):  # samples with the same mask run together
         index = (group == i).nonzero().squeeze(1)
-        s_group = s.index_select(0, index)
-        light_group = light.index_select(0, index) if light is not None else None
+        s_group = gather(s, index)
+        light_group = gather(light, index) if light is not None else None
         with unit.block.context.narrowed(index):
-            r = sliced_branch(unit, x.index_select(0, index), pattern.nonzero().squeeze(1), s_group, light_group)
-        out.index_copy_(0, index, unit.act(s_group + r))
+            r = sliced_branch(unit, gather(x, index), pattern.nonzero().squeeze(1), s_group, light_group)
+        scatter_(out, index, unit.act(s_group + r))
     return out
 
 
@@ -107,3 +155,72 @@ def execution(model: nn.Module, mode: str) -> Iterator[nn.Module]:
     finally:
         for unit, previous in zip(units, saved):
             unit.fast_path = previous
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Eval-mode deployment transform, applied alike to the dense and the gated model before timing: each
+    batch norm right after a convolution or linear layer in an `nn.Sequential` is folded into that
+    layer's weights and bias (and replaced by Identity), as inference engines do. In place; returns
+    `model`. Gate modules are left as they are (their decisions stay exactly the trained ones)."""
+    gates = {id(m) for unit in gated_units(model) for m in unit.gate.modules()}
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential) and id(m) not in gates]:
+        for i in range(len(seq) - 1):
+            layer, norm = seq[i], seq[i + 1]
+            conv = isinstance(layer, (nn.Conv1d, nn.Conv2d)) and isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d))
+            linear = isinstance(layer, nn.Linear) and isinstance(norm, nn.BatchNorm1d)
+            if (conv or linear) and norm.track_running_stats and norm.running_mean is not None:
+                seq[i] = (fuse_conv_bn_eval if conv else fuse_linear_bn_eval)(layer.eval(), norm.eval())
+                seq[i + 1] = nn.Identity()
+    return model
+
+
+@contextlib.contextmanager
+def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[bool]:
+    """Inside the block, each gate of `model` (eval) runs as a frozen TorchScript trace made on inputs of the
+    shape of `samples` — the gates are tiny, so at batch 1 their per-operation Python overhead is most of
+    their cost. Kept only when the traced model decides exactly as the eager one on every sample (in
+    sequence, so a gate with state across blocks, e.g. SkipNet's LSTM, is caught and stays eager). Yields
+    whether the traces are in use."""
+    units = gated_units(model)
+    eager = [unit.gate for unit in units]
+    compiled = False
+    try:
+        inputs: dict[int, torch.Tensor] = {}
+        hooks = [unit.register_forward_pre_hook(lambda module, args, i=i: inputs.setdefault(i, args[0]))
+                 for i, unit in enumerate(units)]
+        try:
+            with torch.no_grad():
+                model(samples[0])
+        finally:
+            for hook in hooks:
+                hook.remove()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python values become constants: checked below
+            traced = [torch.jit.freeze(torch.jit.trace(unit.gate, inputs[i], check_trace=False).eval())
+                      for i, unit in enumerate(units)]
+        reference = _decisions(model, samples)
+        for unit, gate in zip(units, traced):
+            unit.gate = gate
+        compiled = _decisions(model, samples) == reference
+        if not compiled:
+            for unit, gate in zip(units, eager):
+                unit.gate = gate
+    except Exception:  # a gate TorchScript cannot trace runs eagerly, as trained  # noqa: BLE001
+        for unit, gate in zip(units, eager):
+            unit.gate = gate
+        compiled = False
+    try:
+        yield compiled
+    finally:
+        for unit, gate in zip(units, eager):
+            unit.gate = gate
+
+
+def _decisions(model: nn.Module, samples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    from bench.gating.gates import GateTrace
+
+    torch.manual_seed(0)  # random gates draw the same in both passes
+    with torch.no_grad(), GateTrace.recording() as trace:
+        for x in samples:
+            model(x)
+    return [[d.tolist() for d in trace.decisions[unit]] for unit in trace.units()]

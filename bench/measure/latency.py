@@ -10,6 +10,7 @@ reported beside the MAC saving of the same inputs.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import statistics
 import time
@@ -26,7 +27,7 @@ from bench.gating.gates import GateTrace, RandomGate
 from bench.measure.macs import count_macs, executed_macs
 from bench.gating.pruning import width_of
 from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gated_units, gates_forced, wrap_blocks
-from bench.measure.execution import execution
+from bench.measure.execution import compiled_gates, execution, fold_batchnorm
 
 MODES = {"masked": "masked", "skip-b1": "skip", "gather": "skip"}  # mode -> wrapper execution
 
@@ -249,6 +250,10 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
                target_halfwidth: float = 0.01, warmup: int = 2, seed: int = 0) -> dict[str, Any]:
     """The board's latency of a gated `model` on `inputs` (on their device), per batch size.
 
+    Timed is a copy with batch norms folded into the layers before them and, for images, channels-last
+    memory, for the dense and the gated model alike; the gates run as TorchScript traces where those decide
+    exactly as the trained gates (`compiled_gates`: recorded per batch size).
+
     Each round times, in rotating order: the dense copy, the model as trained (really skipping), the model
     with every gate forced on (its overhead over dense) and forced off (does time fall when units are
     skipped?), and the fixed anchor network (for comparing machines). Batch 1 runs `b1_samples` inputs one
@@ -256,46 +261,45 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
     round; its median and 95 % CI (order statistics). Rounds go on until the CI is ±`target_halfwidth`
     or the budget is spent."""
     device = inputs.device
-    was_training = model.training
-    model.eval()
+    # timed: a copy with batch norms folded, images in channels-last, for the dense and the gated model alike
+    model = fold_batchnorm(copy.deepcopy(model).eval())
     dense = dense_copy(model).eval()
-    anchor = anchor_network(device)
-    memory_format = torch.channels_last if inputs.dim() == 4 else torch.contiguous_format
-    anchor = anchor.to(memory_format=memory_format)
+    if inputs.dim() == 4 and inputs.is_floating_point():
+        model, dense = model.to(memory_format=torch.channels_last), dense.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    anchor = anchor_network(device).to(memory_format=torch.channels_last)
     results: dict[str, Any] = {"device": str(device), "threads": None, "batches": {}, "anchor": ANCHOR[0],
                                "unit_kinds": sorted({unit.kind for unit in gated_units(model)})}
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), fixed_threads(threads) as used:
-            results["threads"] = used if device.type == "cpu" else None
-            for batch_size in batch_sizes:
-                samples = [inputs[i:i + 1] for i in range(min(b1_samples, len(inputs)))] if batch_size == 1 \
-                    else [inputs[:batch_size]]
-                if batch_size > 1 and len(inputs) < batch_size:
-                    raise DynBenchError(f"batch {batch_size} needs {batch_size} inputs, got {len(inputs)}")
-                anchor_samples = [anchor_network_input(x[:ANCHOR_BATCH], device) for x in samples]
-                macs = _macs_of(model, dense, samples, seed)
-                with execution(model, "skip"), torch.inference_mode():
-                    def dynamic_pass(value: float | None) -> Callable[[], list[float]]:
-                        def run() -> list[float]:
-                            if value is None:
-                                return _per_sample_pass(model, samples, device)()
-                            with gates_forced(model, value):
-                                return _per_sample_pass(model, samples, device)()
-                        return run
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), fixed_threads(threads) as used:
+        results["threads"] = used if device.type == "cpu" else None
+        for batch_size in batch_sizes:
+            samples = [inputs[i:i + 1] for i in range(min(b1_samples, len(inputs)))] if batch_size == 1 \
+                else [inputs[:batch_size]]
+            if batch_size > 1 and len(inputs) < batch_size:
+                raise DynBenchError(f"batch {batch_size} needs {batch_size} inputs, got {len(inputs)}")
+            anchor_samples = [anchor_network_input(x[:ANCHOR_BATCH], device) for x in samples]
+            macs = _macs_of(model, dense, samples, seed)
+            with compiled_gates(model, samples) as compiled, execution(model, "skip"), torch.inference_mode():
+                def dynamic_pass(value: float | None) -> Callable[[], list[float]]:
+                    def run() -> list[float]:
+                        if value is None:
+                            return _per_sample_pass(model, samples, device)()
+                        with gates_forced(model, value):
+                            return _per_sample_pass(model, samples, device)()
+                    return run
 
-                    passes = {"dense": _per_sample_pass(dense, samples, device), "dynamic": dynamic_pass(None),
-                              "all_on": dynamic_pass(1.0), "all_off": dynamic_pass(0.0),
-                              "anchor": _per_sample_pass(anchor, anchor_samples, device)}
+                passes = {"dense": _per_sample_pass(dense, samples, device), "dynamic": dynamic_pass(None),
+                          "all_on": dynamic_pass(1.0), "all_off": dynamic_pass(0.0),
+                          "anchor": _per_sample_pass(anchor, anchor_samples, device)}
 
-                    def enough(times: dict[str, list[list[float]]]) -> bool:
-                        _, low, high = median_ci(_paired(times["dynamic"], times["dense"]))
-                        return high - low <= 2 * target_halfwidth
+                def enough(times: dict[str, list[list[float]]]) -> bool:
+                    _, low, high = median_ci(_paired(times["dynamic"], times["dense"]))
+                    return high - low <= 2 * target_halfwidth
 
-                    times = timed_rounds(passes, min_rounds, max_rounds, budget_s, warmup, enough, device,
-                                         before=lambda: torch.manual_seed(seed))
-                results["batches"][str(batch_size)] = _batch_result(batch_size, len(samples), times, macs)
-    finally:
-        model.train(was_training)
+                times = timed_rounds(passes, min_rounds, max_rounds, budget_s, warmup, enough, device,
+                                     before=lambda: torch.manual_seed(seed))
+            results["batches"][str(batch_size)] = {**_batch_result(batch_size, len(samples), times, macs),
+                                                   "compiled_gates": compiled}
     return results
 
 
