@@ -370,18 +370,16 @@ def cmd_macs(args: argparse.Namespace) -> int:
 def cmd_latency(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.measure.latency import measure_latency, random_gated
+    from bench.measure.latency import describe_latency, random_gated, time_model
 
     backbone = _backbone_from_args(args)
     inputs = backbone.example_input(args.batch_size, torch.Generator().manual_seed(args.seed))
     model = random_gated(backbone, args.gate, args.keep_rate)
     print(f"{backbone.family}, {args.gate} gates, random keep rate {args.keep_rate}")
-    for mode in args.mode or ["skip-b1", "gather"]:
-        report = measure_latency(model, inputs, mode, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
-                                 max_samples_b1=args.samples, seed=args.seed)
-        print("  " + report.format())
-    print("masked = compute then multiply (not a speed figure); skip-b1 = batch 1 with real branches; "
-          "gather = batched gather/scatter of the samples whose gate is on")
+    result = time_model(model, inputs, batch_sizes=(1, args.batch_size), threads=args.threads, b1_samples=args.samples,
+                        budget_s=args.budget, seed=args.seed)
+    for line in describe_latency(result):
+        print("  " + line)
     return 0
 
 
@@ -404,17 +402,16 @@ def add_backbone_commands(commands: argparse._SubParsersAction) -> None:
 
     sub = commands.add_parser("latency", help="time dense vs really-skipping inference with random gates",
                               description="Wrap every block with random gates at --keep-rate and time real skipping "
-                                          "against the dense backbone (median of --repeats after --warmup).")
+                                          "against the dense backbone at batch 1 and --batch-size (the boards' protocol: "
+                                          "paired rounds, median and 95 %% CI of the saving, all-on and all-off probes).")
     backbone_args(sub)
     sub.add_argument("--gate", choices=["block", "channel"], default="block", help="gate whole blocks or channels")
     sub.add_argument("--keep-rate", type=number(0.0, 1.0), default=0.5, help="probability that a unit runs (default 0.5)")
-    sub.add_argument("--mode", action="append", choices=["skip-b1", "gather", "masked"],
-                     help="execution mode (repeatable; default skip-b1 and gather)")
-    sub.add_argument("--batch-size", type=whole_number(1), default=64, help="batch size of gather/masked passes (default 64)")
-    sub.add_argument("--samples", type=whole_number(1), default=16, help="samples timed one by one in skip-b1 (default 16)")
+    sub.add_argument("--batch-size", type=whole_number(2), default=64, help="the batched pass's size (default 64)")
+    sub.add_argument("--samples", type=whole_number(1), default=16, help="samples timed one by one at batch 1 (default 16)")
     sub.add_argument("--threads", type=whole_number(1), default=1, help="intra-op threads (default 1)")
-    sub.add_argument("--repeats", type=whole_number(1), default=5, help="timed repeats; the median is reported (default 5)")
-    sub.add_argument("--warmup", type=whole_number(0), default=1, help="untimed warm-up passes (default 1)")
+    sub.add_argument("--budget", type=number(0.0, 600.0), default=5.0,
+                     help="seconds of timed rounds per batch size (default 5; more rounds, narrower CIs)")
     sub.add_argument("--seed", type=whole_number(0), default=0, help="seed of inputs and gate draws (default 0)")
     sub.set_defaults(func=cmd_latency)
 

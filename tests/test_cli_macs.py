@@ -25,12 +25,13 @@ def test_macs_takes_the_shape_from_a_dataset(capsys: pytest.CaptureFixture[str])
     assert "resnet8: input [1, 8, 8]" in capsys.readouterr().out
 
 
-def test_latency_prints_dense_and_dynamic(capsys: pytest.CaptureFixture[str]) -> None:
+def test_latency_prints_dense_and_dynamic_at_batch_1_and_batched(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["latency", "--backbone", "resmlp", "--input-shape", "12", "--num-classes", "2", "--batch-size", "8",
-            "--samples", "2", "--repeats", "1", "--warmup", "0", "--mode", "gather", "--mode", "skip-b1"]
+            "--samples", "2", "--budget", "0"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "gather   batch 8" in out and "skip-b1  batch 1" in out and "latency saving" in out
+    assert "batch 1 on cpu, 1 thread(s), 12 paired rounds" in out and "batch 8 on cpu" in out
+    assert "latency saving" in out and "all-on overhead" in out
 
 
 @pytest.mark.parametrize("argv, message", [
