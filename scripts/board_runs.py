@@ -7,6 +7,8 @@ net at that run's validation executed MACs. The all-on control is scored inside 
 Runs are ordered so that each finished record leaves a usable board: every dense seed first, then
 seed 0 of every method and its controls, then the other seeds. Finished runs are reused (resume by
 running the same command again); records land in OUT/runs, then `dynbench tables --results OUT`.
+Latency: with one lane each gated run is timed right after it trains (nothing else runs then); with two,
+every gated run is timed at the end, once both lanes are idle (`dynbench time`).
 
     .venv/bin/python scripts/board_runs.py --dataset mnist --backbone resnet20 --epochs 5 \\
         --out results/boards/mnist_resnet20 --seeds 0 1 2
@@ -85,7 +87,11 @@ def main() -> int:
             print(f"{time.strftime('%H:%M:%S')} {entry} {' '.join(options)} seed {seed}: {status} "
                   f"in {time.time() - started:.0f}s", file=sys.stderr)
             log.write(" ".join(command) + "\n" + result.stdout + result.stderr[-2000:] + "\n")
-        return match.group(1) if match and result.returncode == 0 else None
+        record = match.group(1) if match and result.returncode == 0 else None
+        if record is not None and args.lanes == 1 and method not in ("dense", "static_small"):
+            subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out)], cwd=ROOT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return record
 
     def gated_with_controls(row: Row, seed: int) -> None:
         record = run(row.entry, seed)
@@ -104,6 +110,7 @@ def main() -> int:
         list(lanes.map(lambda seed: run("dense", seed), args.seeds))
         for seed in args.seeds:
             list(lanes.map(lambda row: gated_with_controls(row, seed), rows))
+    subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out)], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0
 
