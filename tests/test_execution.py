@@ -93,13 +93,17 @@ def test_folding_batch_norms_keeps_outputs_and_leaves_gates_alone():
 
 
 @torch.no_grad()
-def test_traced_gates_are_used_only_where_they_decide_as_the_trained_ones():
+def test_traced_gates_are_used_only_where_they_decide_as_the_trained_ones_and_are_faster(monkeypatch):
     model = gated("resnet_cifar", "block")
     samples = [model.example_input(8)]
     eager = [unit.gate for unit in gated_units(model)]
+    monkeypatch.setattr(execution_module, "_faster", lambda traced, gate, x: True)
     with compiled_gates(model, samples) as compiled:
         assert compiled and all(isinstance(unit.gate, torch.jit.ScriptModule) for unit in gated_units(model))
     assert [unit.gate for unit in gated_units(model)] == eager
+    monkeypatch.setattr(execution_module, "_faster", lambda traced, gate, x: False)
+    with compiled_gates(model, samples) as compiled:
+        assert compiled and [unit.gate for unit in gated_units(model)] == eager
 
     class Counting(nn.Module):  # decides from a call counter: a trace freezes the count, so it must stay eager
         def __init__(self) -> None:

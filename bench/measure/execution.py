@@ -12,6 +12,8 @@ backbone family and unit kind), and only their speed is measured here.
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -178,9 +180,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[bool]:
     """Inside the block, each gate of `model` (eval) runs as a frozen TorchScript trace made on inputs of the
     shape of `samples` — the gates are tiny, so at batch 1 their per-operation Python overhead is most of
-    their cost. Kept only when the traced model decides exactly as the eager one on every sample (in
-    sequence, so a gate with state across blocks, e.g. SkipNet's LSTM, is caught and stays eager). Yields
-    whether the traces are in use."""
+    their cost. Used only when the traced model decides exactly as the eager one on every sample (in
+    sequence, so a gate with state across blocks, e.g. SkipNet's LSTM, is caught and stays eager), and per
+    gate only where the trace is the faster. Yields whether the traces passed that check."""
     units = gated_units(model)
     eager = [unit.gate for unit in units]
     compiled = False
@@ -202,7 +204,10 @@ def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[bo
         for unit, gate in zip(units, traced):
             unit.gate = gate
         compiled = _decisions(model, samples) == reference
-        if not compiled:
+        if compiled:  # a trace that is not faster than its eager gate (e.g. a random draw) is not kept
+            for i, unit in enumerate(units):
+                unit.gate = traced[i] if _faster(traced[i], eager[i], inputs[i]) else eager[i]
+        else:
             for unit, gate in zip(units, eager):
                 unit.gate = gate
     except Exception:  # a gate TorchScript cannot trace runs eagerly, as trained  # noqa: BLE001
@@ -214,6 +219,18 @@ def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[bo
     finally:
         for unit, gate in zip(units, eager):
             unit.gate = gate
+
+
+def _faster(traced: nn.Module, eager: nn.Module, x: torch.Tensor, calls: int = 15) -> bool:
+    """Whether `traced` beats `eager` on x: medians of interleaved calls."""
+    seconds: dict[int, list[float]] = {0: [], 1: []}
+    with torch.inference_mode():
+        for _ in range(calls):
+            for key, gate in ((0, traced), (1, eager)):
+                started = time.perf_counter()
+                gate(x)
+                seconds[key].append(time.perf_counter() - started)
+    return statistics.median(seconds[0]) < statistics.median(seconds[1])
 
 
 def _decisions(model: nn.Module, samples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
