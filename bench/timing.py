@@ -31,6 +31,7 @@ from bench.evaluate import rebuild, save_json
 from bench.gating.wrappers import gated_units
 from bench.measure.latency import LATENCY_SAMPLES, time_model
 from bench.records import CorruptRecord, hardware_info, load_record, software_versions
+from bench.reporting.boards import is_stale
 
 LATENCY_DIR = "latency"
 # seconds of timed rounds per batch size, by the run's profile: the smoke check and the quick board (timed
@@ -86,12 +87,15 @@ def time_runs(results_dir: Path, data_root: Path, records: list[str] | None = No
     if run_device.type not in ("cpu", "cuda"):
         raise DynBenchError(f"--device {device}: latency is timed on cpu or cuda")
     paths = [find_record(r, results_dir)[0] for r in records] if records else sorted((results_dir / "runs").glob("*.json"))
-    gated = []
+    gated, stale = [], 0
     for path in paths:
         try:
             run_record = load_record(path)
         except CorruptRecord as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
+            continue
+        if not records and is_stale(run_record):  # retrained when its suite runs again; timed then
+            stale += 1
             continue
         if "input_dependence" in run_record.metrics:  # ungated runs have no record of gate decisions
             target = latency_path(results_dir, run_record.spec_hash, run_device, threads)
@@ -103,6 +107,8 @@ def time_runs(results_dir: Path, data_root: Path, records: list[str] | None = No
         for item in sorted(gated, key=lambda item: item[0].run_spec.seed):
             by_config.setdefault(_config_key(item[0]), []).append(item)
         todo = [items[0][:2] for items in by_config.values() if not any(current for _, _, current in items)]
+    if stale:
+        print(f"{stale} stale record(s) not timed (their code changed: rerun them, then time them)", file=sys.stderr)
     failures = 0
     for i, (run_record, target) in enumerate(todo, 1):
         try:
@@ -118,9 +124,12 @@ def time_runs(results_dir: Path, data_root: Path, records: list[str] | None = No
                             f"{100 * r['saving_ci'][1]:.1f}] (MACs {100 * r['mac_saving']:.1f} %)" for b, r in batches.items())
         print(f"[time {i}/{len(todo)}] {run_record.run_spec.label}: latency saving {summary}", flush=True)
         if not any(r["skips_for_real"] for r in batches.values()):
-            print(f"  masked execution: with every gate forced off it saves no time ({run_record.run_spec.method} "
-                  "computes what its gates switch off, e.g. faithful CosineGate reads the branch output): its latency "
-                  "saving is not a speed figure; the boards say so", flush=True)
+            print(f"  masked execution: {run_record.run_spec.method} computes what its gates switch off (faithful "
+                  "CosineGate reads the branch it gates) or saves no MACs with every gate off: its latency saving is not "
+                  "a speed figure; the boards say so", flush=True)
+        elif not any(r["time_falls"] for r in batches.values()):
+            print("  skipping is real, but with every gate off time does not fall: overhead-bound on this machine",
+                  flush=True)
     return failures
 
 

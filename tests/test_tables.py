@@ -263,7 +263,8 @@ def test_latency_records_give_the_board_its_latency_columns_per_machine(results_
 
 
 def test_channel_rows_whose_batched_path_cannot_win_say_so_instead_of_a_number():
-    from bench.reporting.latency_figures import NO_BATCHED_CHANNEL_SPEEDUP, LatencyFigure, saving_cell, verdict
+    from bench.reporting.latency_figures import (NO_BATCHED_CHANNEL_SPEEDUP, OVERHEAD_BOUND, LatencyFigure,
+                                                 saving_cell, verdict)
 
     timing = _timing(0.2)
     timing["batches"]["128"].update(saving=-2.4, saving_ci=[-2.5, -2.3])
@@ -272,6 +273,9 @@ def test_channel_rows_whose_batched_path_cannot_win_say_so_instead_of_a_number()
     assert saving_cell([figure], "128") == "no batched speedup" and saving_cell([figure], "1") == "20.0 [19.0, 21.0]"
     block = LatencyFigure("h", "c", "cpu", 1, timing["batches"], ("block",), "resnet8", "latency")
     assert verdict([block]) == "real skipping" and saving_cell([block], "128").startswith("-240.0")
+    for batch in timing["batches"].values():
+        batch["time_falls"] = False
+    assert verdict([block]) == OVERHEAD_BOUND  # it skips, but skipping every unit saves no time here
 
 
 def test_a_corrupt_or_malformed_record_is_reported_and_ignored(results_dir, capsys):

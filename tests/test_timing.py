@@ -61,14 +61,14 @@ def test_time_model_reports_each_batch_with_paired_intervals_probes_and_the_anch
 def test_a_path_that_computes_everything_is_flagged_as_masked_execution(monkeypatch):
     model = random_gated(small_backbone("resnet_cifar"), "block", keep_rate=0.5)
     real = time_model(model, model.example_input(8), batch_sizes=(8,), **{**QUICK, "min_rounds": 12, "max_rounds": 12})
-    assert real["batches"]["8"]["skips_for_real"]
+    assert real["batches"]["8"]["skips_for_real"] and real["batches"]["8"]["time_falls"]
 
     def compute_then_multiply(unit, x):  # what the official SkipNet code does at eval (ucbdrive/skipnet#11)
         return unit.masked(x, unit.decide(x))
 
     monkeypatch.setattr(execution_module, "fast_path_of", lambda unit: compute_then_multiply)
     masked = time_model(model, model.example_input(8), batch_sizes=(8,), **{**QUICK, "min_rounds": 12, "max_rounds": 12})
-    assert not masked["batches"]["8"]["skips_for_real"]
+    assert not masked["batches"]["8"]["skips_for_real"] and not masked["batches"]["8"]["time_falls"]
 
 
 class HalfGate(nn.Module):
@@ -123,4 +123,8 @@ def test_the_timing_pass_times_one_seed_per_row_once_and_keeps_its_records(tmp_p
     (tmp_path / "models" / f"{records[1].spec_hash}.pt").unlink()  # a model that is gone: said, not fatal
     assert time_runs(tmp_path, resolve_data_root(None), records=[records[1].spec_hash], force=True, **QUICK) == 1
     assert "no trained model" in capsys.readouterr().err
+    path = tmp_path / "runs" / f"{records[0].spec_hash}.json"
+    path.write_text(path.read_text().replace(records[0].code_hash, "0123456789abcdef"))  # made by other code
+    assert time_runs(tmp_path, resolve_data_root(None), force=True, **QUICK) == 0
+    assert "1 stale record(s) not timed" in capsys.readouterr().err
 

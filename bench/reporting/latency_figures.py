@@ -19,6 +19,7 @@ from bench.reporting.boards import Board, warn
 BATCHES = ("1", "128")
 NO_BATCHED_CHANNEL_SPEEDUP = "no batched speedup possible for per-input channel masks on this hardware"
 MASKED = "masked execution: no real skipping"
+OVERHEAD_BOUND = "real skipping, but no time saved by it here (overhead-bound)"
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,16 @@ def saving_cell(figures: list[LatencyFigure], batch: str) -> str:
 
 
 def verdict(figures: list[LatencyFigure], batch: str | None = None) -> str:
-    """'masked execution: no real skipping' when turning every gate off does not make the model faster (at any
-    timed batch); for channel / neuron units, 'no batched speedup possible ...' when the batched saving's CI
-    lies below 0 although skipping is real; else 'real skipping'."""
+    """'masked execution: no real skipping' when, with every gate off, the path still runs the units' layers
+    or saves no MACs; 'real skipping, but no time saved ...' when it skips but time does not fall with every
+    gate off (at any timed batch); for channel / neuron units, 'no batched speedup possible ...' when the
+    batched saving's CI lies below 0; else 'real skipping'."""
     batches = [batch] if batch else sorted({b for f in figures for b in f.batches}, key=int)
-    real = any(f.batches[b].get("skips_for_real") for f in figures for b in batches if b in f.batches)
-    if not real:
+    timed = [f.batches[b] for f in figures for b in batches if b in f.batches]
+    if not any(b.get("skips_for_real") for b in timed):
         return MASKED
+    if not any(b.get("time_falls", True) for b in timed):
+        return OVERHEAD_BOUND
     channel_like = any(k in ("channel", "neuron") for f in figures for k in f.unit_kinds)
     batched = [b for b in batches if b != "1"]
     if channel_like and batched and all(f.batches[b]["saving_ci"][1] < 0 for f in figures for b in batched if b in f.batches):
