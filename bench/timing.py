@@ -34,10 +34,9 @@ from bench.records import CorruptRecord, hardware_info, load_record, software_ve
 from bench.reporting.boards import is_stale
 
 LATENCY_DIR = "latency"
-# seconds of timed rounds per batch size, by the run's profile: the smoke check and the quick board (timed
-# inside `make bench`) get short timings, wide CIs; the boards that are results get the full protocol
-TIMING_BUDGET_S = {"smoke": 0.5, "quick": 1.5}
-FULL_BUDGET_S = 20.0
+# timing options by the run's profile: the smoke check and the quick board (timed inside `make bench`) get
+# short timings and wide CIs; the boards that are results get the full protocol (`time_model`'s defaults)
+TIMING_BY_PROFILE = {"smoke": {"budget_s": 0.5, "min_rounds": 6}, "quick": {"budget_s": 0.5, "min_rounds": 8}}
 LATENCY_FORMAT = 1
 TIMING_MODULES = ("timing.py", "measure/latency.py", "measure/execution.py")
 
@@ -112,7 +111,7 @@ def time_runs(results_dir: Path, data_root: Path, records: list[str] | None = No
     failures = 0
     for i, (run_record, target) in enumerate(todo, 1):
         try:
-            options = {"budget_s": TIMING_BUDGET_S.get(run_record.run_spec.profile, FULL_BUDGET_S), **timing}
+            options = {**TIMING_BY_PROFILE.get(run_record.run_spec.profile, {}), **timing}
             data = time_run(run_record, results_dir, data_root, run_device, threads, **options)
         except DynBenchError as exc:
             failures += 1
