@@ -235,7 +235,7 @@ def test_latency_records_give_the_board_its_latency_columns_per_machine(results_
     save(results_dir, fake_record("dense", 0, 0.9, 1000))
     own = {"kind": "latency", "training_spec_hash": record.spec_hash, "training_code_hash": record.code_hash,
            "timing_code_hash": timing_code_hash(), "device": "cpu", "hardware": {"machine": "x86_64", "cpu_count": 2},
-           "latency": _timing(0.30), "format": LATENCY_FORMAT}
+           "latency": _timing(0.30), "format": LATENCY_FORMAT, "load_before": 1.1, "load_after": 2.3}
     (results_dir / "latency").mkdir()
     (results_dir / "latency" / "a.json").write_text(json.dumps(own))
     (results_dir / "latency" / "old_timing.json").write_text(json.dumps({**own, "timing_code_hash": "0ld"}))
@@ -257,6 +257,7 @@ def test_latency_records_give_the_board_its_latency_columns_per_machine(results_
     cpu_row = next(line for line in latency.splitlines() if "cpu: x86_64, 2 cores" in line)
     gpu_row = next(line for line in latency.splitlines() if "cuda: NVIDIA H200" in line)
     assert "real skipping" in cpu_row and "0.75 / 0.37" in cpu_row and "3.0 / 3.0" in cpu_row
+    assert "2.3 (busy)" in cpu_row  # something else ran while it was timed
     assert "masked execution: no real skipping" in gpu_row
     err = capsys.readouterr().err
     assert "older timing code" in err and "broken.json" in err and err.count("older training") == 1
@@ -268,10 +269,10 @@ def test_channel_rows_whose_batched_path_cannot_win_say_so_instead_of_a_number()
 
     timing = _timing(0.2)
     timing["batches"]["128"].update(saving=-2.4, saving_ci=[-2.5, -2.3])
-    figure = LatencyFigure("h", "c", "cpu", 1, timing["batches"], ("channel",), "resnet8", "latency")
+    figure = LatencyFigure("h", "c", "cpu", 1, timing["batches"], ("channel",), "resnet8", "latency", 1.0)
     assert verdict([figure]) == NO_BATCHED_CHANNEL_SPEEDUP
     assert saving_cell([figure], "128") == "no batched speedup" and saving_cell([figure], "1") == "20.0 [19.0, 21.0]"
-    block = LatencyFigure("h", "c", "cpu", 1, timing["batches"], ("block",), "resnet8", "latency")
+    block = LatencyFigure("h", "c", "cpu", 1, timing["batches"], ("block",), "resnet8", "latency", 1.0)
     assert verdict([block]) == "real skipping" and saving_cell([block], "128").startswith("-240.0")
     for batch in timing["batches"].values():
         batch["time_falls"] = False

@@ -34,6 +34,7 @@ class LatencyFigure:
     unit_kinds: tuple[str, ...]
     anchor: str
     source: str  # "latency" (the quiet timing pass of `dynbench suite` / `dynbench time`) or "eval"
+    load: float  # the machine's 1-minute load average around the timing (NaN when not recorded)
 
 
 def machine_label(device: str, hardware: dict) -> str:
@@ -72,7 +73,8 @@ def load_figures(results_dir: Path) -> list[LatencyFigure]:
             figures.append(LatencyFigure(str(data["training_spec_hash"]), str(data["training_code_hash"]),
                                          machine_label(str(data.get("device", "?")), data.get("hardware") or {}),
                                          latency.get("threads"), latency["batches"], tuple(latency.get("unit_kinds", ())),
-                                         str(latency.get("anchor", "?")), str(data["kind"])))
+                                         str(latency.get("anchor", "?")), str(data["kind"]),
+                                         max(float(data.get("load_before", math.nan)), float(data.get("load_after", math.nan)))))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             warn(f"latency figure {path} ignored: {exc}")
     return figures
@@ -184,6 +186,7 @@ def latency_frame(board: Board, figures: list[LatencyFigure]) -> tuple[str, pd.D
                 "all-on overhead b1 / b128 (%)": " / ".join(_pct(_mean(timed, b, "all_on_overhead")) for b in BATCHES),
                 "p95 / p50 b1": _tail(timed),
                 "dynamic / anchor b1": _anchor(timed),
+                "load": _load(timed),
                 "execution": verdict(timed),
             })
     first = next(iter(v for m in found.values() for v in m.values()))[0]
@@ -207,6 +210,16 @@ def _ratio(figures: list[LatencyFigure], batch: str) -> str:
 def _tail(figures: list[LatencyFigure]) -> str:
     ratios = [f.batches["1"]["dynamic"]["p95"] / f.batches["1"]["dynamic"]["p50"] for f in figures if "1" in f.batches]
     return f"{statistics.fmean(ratios):.2f}" if ratios else "—"
+
+
+def _load(figures: list[LatencyFigure]) -> str:
+    """The highest load average around the timings; 'busy' when it exceeds the timing's threads by 0.5:
+    something else ran on the machine (another training run, another user)."""
+    loads = [f.load for f in figures if not math.isnan(f.load)]
+    if not loads:
+        return "—"
+    busy = any(f.load > (f.threads or 1) + 0.5 for f in figures if not math.isnan(f.load))
+    return f"{max(loads):.1f}" + (" (busy)" if busy else "")
 
 
 def _anchor(figures: list[LatencyFigure]) -> str:
