@@ -61,14 +61,14 @@ def test_time_model_reports_each_batch_with_paired_intervals_probes_and_the_anch
 def test_a_path_that_computes_everything_is_flagged_as_masked_execution(monkeypatch):
     model = random_gated(small_backbone("resnet_cifar"), "block", keep_rate=0.5)
     real = time_model(model, model.example_input(8), batch_sizes=(8,), **{**QUICK, "min_rounds": 12, "max_rounds": 12})
-    assert real["batches"]["8"]["skips_for_real"] and real["batches"]["8"]["time_falls"]
+    assert real["batches"]["8"]["skips_for_real"]  # by mechanism; whether time falls is a timing, not tested here
 
     def compute_then_multiply(unit, x):  # what the official SkipNet code does at eval (ucbdrive/skipnet#11)
         return unit.masked(x, unit.decide(x))
 
     monkeypatch.setattr(execution_module, "fast_path_of", lambda unit: compute_then_multiply)
     masked = time_model(model, model.example_input(8), batch_sizes=(8,), **{**QUICK, "min_rounds": 12, "max_rounds": 12})
-    assert not masked["batches"]["8"]["skips_for_real"] and not masked["batches"]["8"]["time_falls"]
+    assert not masked["batches"]["8"]["skips_for_real"]
 
 
 class HalfGate(nn.Module):

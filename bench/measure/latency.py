@@ -22,7 +22,7 @@ from torch import nn
 from bench import DynBenchError
 from bench.backbones.base import Backbone
 from bench.gating.gates import GateTrace, RandomGate
-from bench.measure.macs import count_macs, executed_macs
+from bench.measure.macs import MacSummary, count_macs, unit_table
 from bench.gating.pruning import width_of
 from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gated_units, gates_forced, wrap_blocks
 from bench.measure.execution import compiled_gates, execution, fold_batchnorm
@@ -191,6 +191,7 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
         model, dense = model.to(memory_format=torch.channels_last), dense.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     anchor = anchor_network(device).to(memory_format=torch.channels_last)
+    counted: dict[str, Any] = {}
     results: dict[str, Any] = {"device": str(device), "threads": None, "batches": {}, "anchor": ANCHOR[0],
                                "unit_kinds": sorted({unit.kind for unit in gated_units(model)})}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), fixed_threads(threads) as used:
@@ -201,7 +202,7 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
             if batch_size > 1 and len(inputs) < batch_size:
                 raise DynBenchError(f"batch {batch_size} needs {batch_size} inputs, got {len(inputs)}")
             anchor_samples = [anchor_network_input(x[:ANCHOR_BATCH], device) for x in samples]
-            macs = _macs_of(model, dense, samples, seed)
+            macs = _macs_of(model, dense, samples, seed, counted)
             computes_skipped = _computes_skipped_units(model, samples[0])
             with compiled_gates(model, samples) as compiled, execution(model, "skip"), torch.inference_mode():
                 def dynamic_pass(value: float | None) -> Callable[[], list[float]]:
@@ -234,20 +235,24 @@ def anchor_network_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return shaped.contiguous(memory_format=torch.channels_last)
 
 
-def _macs_of(model: nn.Module, dense: nn.Module, samples: list[torch.Tensor], seed: int) -> dict[str, float]:
-    """Executed-MAC savings of the timed samples: as trained, and with every gate forced off (vs forced on)."""
-    example = samples[0][:1].cpu()
-    dense_macs = count_macs(dense.cpu(), example)
-    savings = {}
+def _macs_of(model: nn.Module, dense: nn.Module, samples: list[torch.Tensor], seed: int,
+             counted: dict[str, Any]) -> dict[str, float]:
+    """Executed-MAC savings of the timed samples: as trained, and with every gate forced off (vs forced on).
+    fvcore counts the model once per timing (`counted` keeps the dense count and the unit table)."""
+    traces = {}
     for name, forced in (("dynamic", None), ("all_off", 0.0)):
         torch.manual_seed(seed)
         with GateTrace.recording() as trace, (gates_forced(model, forced) if forced is not None else contextlib.nullcontext()):
             for x in samples:
                 model(x)
-        savings[name] = executed_macs(model.cpu(), example, trace, dense_macs).saving
-    model.to(samples[0].device)
-    dense.to(samples[0].device)
-    return savings
+        traces[name] = trace
+    if not counted:
+        device, example = samples[0].device, samples[0][:1].cpu()
+        counted["dense"], counted["table"] = count_macs(dense.cpu(), example), unit_table(model.cpu(), example)
+        model.to(device)
+        dense.to(device)
+    return {name: MacSummary.from_samples(counted["dense"], counted["table"].per_sample(trace)).saving
+            for name, trace in traces.items()}
 
 
 def _computes_skipped_units(model: nn.Module, x: torch.Tensor) -> bool:
