@@ -191,11 +191,18 @@ def evaluate_record(record: str, results_dir: Path, data_root: Path, split: str 
         "metrics": metrics, "primary_metric": dataset.primary_metric,
         "executed_macs": dataclasses.asdict(macs), "mac_saving": macs.saving,
         "exec_rate_per_unit": trace.exec_rate_per_unit(), "latency": latency,
+        "timing_code_hash": _timing_code_hash() if latency is not None else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "format": EVAL_FORMAT,
     }
     path = Path(results_dir) / EVALS_DIR / f"{eval_hash(evaluation)}.json"
     save_json(path, evaluation)
     return Evaluation(evaluation, path, run_record)
+
+
+def _timing_code_hash() -> str:
+    from bench.timing import timing_code_hash  # bench.timing imports this module
+
+    return timing_code_hash()
 
 
 def eval_hash(evaluation: dict[str, Any]) -> str:

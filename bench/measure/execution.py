@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from bench import DynBenchError
-from bench.gating.gates import record
+from bench.gating.gates import GateTrace, record
 from bench.gating.pruning import first_sliced, second_sliced
 from bench.gating.wrappers import BlockGate, ChannelGate, GatedUnit, gated_units
 
@@ -207,6 +207,9 @@ def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[bo
         if compiled:  # a trace that is not faster than its eager gate (e.g. a random draw) is not kept
             for i, unit in enumerate(units):
                 unit.gate = traced[i] if _faster(traced[i], eager[i], inputs[i]) else eager[i]
+            if _decisions(model, samples) != reference:  # gates sharing state (one LSTM) must not be mixed
+                for unit, gate in zip(units, traced):
+                    unit.gate = gate
         else:
             for unit, gate in zip(units, eager):
                 unit.gate = gate
@@ -234,8 +237,6 @@ def _faster(traced: nn.Module, eager: nn.Module, x: torch.Tensor, calls: int = 1
 
 
 def _decisions(model: nn.Module, samples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
-    from bench.gating.gates import GateTrace
-
     torch.manual_seed(0)  # random gates draw the same in both passes
     with torch.no_grad(), GateTrace.recording() as trace:
         for x in samples:

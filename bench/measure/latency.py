@@ -27,6 +27,7 @@ from bench.gating.pruning import width_of
 from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gated_units, gates_forced, wrap_blocks
 from bench.measure.execution import compiled_gates, execution, fold_batchnorm
 
+
 @contextlib.contextmanager
 def fixed_threads(threads: int | None) -> Iterator[int]:
     """Run with `threads` intra-op threads (None: keep the current setting); yields the count in force."""

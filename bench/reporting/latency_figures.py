@@ -62,7 +62,7 @@ def load_figures(results_dir: Path) -> list[LatencyFigure]:
             latency = data["latency"]
             if data.get("kind") not in ("latency", "eval") or "batches" not in latency:
                 raise ValueError("not a latency or evaluation record of the current format (`dynbench time` redoes it)")
-            if data.get("timing_code_hash", current_timing) != current_timing or (
+            if data.get("timing_code_hash") != current_timing or (
                     data["kind"] == "latency" and data.get("format") != LATENCY_FORMAT):
                 warn(f"latency record {path} was made by older timing code; left out, run `dynbench time`")
                 continue
