@@ -118,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = make_spec(args.method, args.dataset, profile=args.profile, seed=args.seed, preset=args.preset,
                      backbone=args.backbone, method_options=parse_options(args.option),
                      backbone_options=parse_options(args.backbone_option), epochs=args.epochs,
-                     batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer)
+                     batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                     precision=args.precision)
     record, reused = run(spec, resolve_data_root(args.data_root), Path(args.results), force=args.force, device=args.device)
     primary, macs = record.metrics["primary_metric"], record.metrics["executed_macs"]
     how = "reused the existing record" if reused else f"trained in {record.train_seconds:.1f}s"
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch-size", type=whole_number(1), help="override the profile's batch size")
     sub.add_argument("--lr", type=number(0.0, low_open=True), help="override the profile's learning rate")
     sub.add_argument("--optimizer", choices=["sgd", "adamw"], help="override the profile's optimizer")
+    sub.add_argument("--weight-decay", type=number(0.0), help="override the profile's weight decay")
+    sub.add_argument("--precision", choices=["fp32", "bf16"], help="override the profile's training precision (bf16: autocast)")
     sub.add_argument("--seed", type=whole_number(0), default=0, help="master seed (default 0)")
     sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sub.add_argument("--force", action="store_true", help="retrain even if a record exists")

@@ -15,6 +15,7 @@ class Profile:
     max_val_examples: int | None = None  # validate on a fixed subset (None = all)
     max_test_examples: int | None = None  # score on a fixed random test subset, the same for every run (None = all)
     val_every: int = 1  # epochs between validation passes in the curve (the last epoch is always validated)
+    precision: str = "fp32"  # "bf16": training forward passes under bf16 autocast (gates decide in fp32); eval is fp32
 
 
 PROFILES: dict[str, Profile] = {

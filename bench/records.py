@@ -1,6 +1,7 @@
 """Run specs and run records: plain dataclasses serialised to JSON, written atomically."""
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -20,6 +21,7 @@ import bench
 from bench import DynBenchError
 
 RECORD_FORMAT = 1
+PRECISIONS = ("fp32", "bf16")  # of the training forward pass (`bench.train.forward_precision`)
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,13 @@ class RunSpec:
     max_val_examples: int | None = None
     max_test_examples: int | None = None
     val_every: int = 1
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if values["precision"] == "fp32":  # fields added later leave the default out: older specs keep their hash
+            del values["precision"]
+        return values
 
     def check(self) -> None:
         """A one-line `DynBenchError` for a value no run can use (zero epochs, a negative batch size, a
@@ -60,6 +66,8 @@ class RunSpec:
         _require("weight_decay", self.weight_decay, float, 0.0)
         if self.optimizer not in ("sgd", "adamw"):
             raise DynBenchError(f"optimizer must be sgd or adamw, not {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise DynBenchError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
     @property
     def hash(self) -> str:
@@ -109,18 +117,45 @@ class RunRecord:
 
 # read records or measure apart from runs, never producing a run record (paths inside the `bench` package):
 # boards, machine throughput, and the timing pass with its execution paths (records hold no latency)
-NOT_RUN_CODE = ("reporting/", "measure/throughput.py", "measure/latency.py", "measure/execution.py", "timing.py",
+NOT_RUN_CODE = ("profiles.py", "reporting/", "measure/throughput.py", "measure/latency.py", "measure/execution.py", "timing.py",
                 "evaluate.py")
 
 
 def code_hash(*plugin_files: str | os.PathLike) -> str:
     """Hash of the code a run executed — the plugin files and the `bench` package but its reporting
     modules — so that any change (a fixed MAC count, a new loss) makes old records stale instead of
-    keeping their numbers, while a change to how tables look does not."""
+    keeping their numbers, while a change to how tables look, a comment or a docstring does not."""
     digest = hashlib.sha256(_framework_hash().encode())
     for path in plugin_files:
-        digest.update(Path(path).read_bytes())
+        digest.update(executable_source(Path(path)).encode())
     return digest.hexdigest()[:16]
+
+
+def executable_source(path: Path) -> str:
+    """What of a Python file can change a run of a given spec: its syntax tree without docstrings
+    (comments, blank lines and formatting never reach the tree) and without a dataset's
+    `profile_overrides` (profiles only resolve names into a spec, and the spec holds every value they
+    set; `profiles.py` is left out for the same reason). A file that does not parse counts byte for byte."""
+    source = path.read_bytes()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source.decode(errors="replace")
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = [statement for statement in node.body if not _profile_overrides(statement)]
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body = body[1:]
+        node.body = body or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _profile_overrides(statement: ast.stmt) -> bool:
+    targets = statement.targets if isinstance(statement, ast.Assign) else \
+        [statement.target] if isinstance(statement, ast.AnnAssign) else []
+    return any(isinstance(target, ast.Name) and target.id == "profile_overrides" for target in targets)
 
 
 @functools.lru_cache(maxsize=4)
@@ -130,7 +165,7 @@ def _framework_hash(package: Path = Path(bench.__file__).parent) -> str:
         relative = path.relative_to(package).as_posix()
         if relative.startswith(NOT_RUN_CODE):
             continue
-        digest.update(relative.encode() + b"\0" + path.read_bytes())
+        digest.update(relative.encode() + b"\0" + executable_source(path).encode())
     return digest.hexdigest()
 
 

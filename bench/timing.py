@@ -30,7 +30,7 @@ from bench import DynBenchError
 from bench.evaluate import rebuild, save_json
 from bench.gating.wrappers import gated_units
 from bench.measure.latency import LATENCY_SAMPLES, time_model
-from bench.records import CorruptRecord, hardware_info, load_record, software_versions
+from bench.records import CorruptRecord, executable_source, hardware_info, load_record, software_versions
 from bench.reporting.boards import is_stale
 
 LATENCY_DIR = "latency"
@@ -45,7 +45,7 @@ def timing_code_hash(package: Path = Path(bench.__file__).parent) -> str:
     """Hash of the code that produces a latency figure (protocol and execution paths)."""
     digest = hashlib.sha256()
     for name in TIMING_MODULES:
-        digest.update(name.encode() + b"\0" + (package / name).read_bytes())
+        digest.update(name.encode() + b"\0" + executable_source(package / name).encode())
     return digest.hexdigest()[:16]
 
 

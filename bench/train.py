@@ -105,6 +105,9 @@ def run(spec: RunSpec, data_root: Path, results_dir: Path, force: bool = False,
     spec.check()
     run_device = resolve_device(device)
     check_results_writable(results_dir)  # before training, not at save time
+    warning = slow_bf16_warning(spec.precision, run_device)
+    if warning:
+        print(f"{spec.label}: warning: {warning}", file=sys.stderr, flush=True)
     checkpoints = RunCheckpoints(Path(results_dir), spec, current_code)
     if force:
         checkpoints.discard_resume()
@@ -319,8 +322,9 @@ def _train_one_epoch(training: _Training, epoch: int, state: LoopState) -> dict[
                disable=not training.progress or None, file=sys.stderr)
     for x, y in bar:
         inputs, targets = training.pipeline.batch(x, y, training.augment_rng, train=True)
-        with GateTrace.recording() as trace:
+        with GateTrace.recording() as trace, forward_precision(spec.precision, training.device):
             logits = model(inputs)
+        logits = logits.float()
         per_sample = task_loss(logits, targets, reduction="none")
         context = StepContext(inputs, targets, logits, per_sample, trace, epoch, spec.epochs, state.step, total_steps)
         extra = method.extra_losses(model, context)
@@ -416,6 +420,29 @@ def make_optimizer(model: nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
     if spec.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=spec.lr)
     raise DynBenchError(f"unknown optimizer '{spec.optimizer}': choose sgd or adamw")
+
+
+def forward_precision(precision: str, device: torch.device) -> torch.autocast:
+    """The training forward pass's precision: bf16 autocast (convolutions and matrix products in bf16:
+    1.4x faster than fp32 on a CPU with AVX-512 BF16, about 10x slower on one without) or plain fp32.
+    Gates decide in fp32 either way."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def slow_bf16_warning(precision: str, device: torch.device, cpu_flags: str | None = None) -> str | None:
+    """A warning when a bf16 run trains on a Linux CPU without native bf16 (AVX-512 BF16 or AMX): there
+    oneDNN emulates it, ResNet-20 trained at 14 images/s against 172 in fp32 (1 thread, AMD EPYC, AVX2)."""
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    if cpu_flags is None:
+        try:
+            cpu_flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None  # not Linux: no way to tell
+    if re.search(r"\b(avx512_bf16|amx_bf16)\b", cpu_flags):
+        return None
+    return ("precision bf16 on a CPU without AVX-512 BF16 or AMX: autocast is emulated and training runs about 10x "
+            "slower than fp32 here; use --precision fp32 (or a machine with native bf16)")
 
 
 def warmup_cosine(step: int, total_steps: int) -> float:

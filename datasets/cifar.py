@@ -37,8 +37,10 @@ class _Cifar(DatasetPlugin):
     image_folders: ClassVar[tuple[str, ...]]  # candidate names of an image-folder tree under the root
     backbone = "resnet20"
     # `quick` (make bench): a ResNet-8 on a fixed 2,000-image subset, 3 epochs of batch 32 (enough steps to learn)
+    # `standard`: the reference board's schedule (issue 17), chosen on validation (results/sweeps/cifar10_schedule)
     profile_overrides = {"quick": {"backbone": "resnet8", "max_train_examples": 2000, "epochs": 3, "batch_size": 32,
-                                   "lr": 0.05}}
+                                   "lr": 0.05},
+                         "standard": {"epochs": 40}}
     crop_padding = 4
     horizontal_flip = True
 

@@ -46,7 +46,7 @@ from torch import nn
 from bench import DynBenchError
 from bench.backbones.base import ResidualBlock
 from bench.gating.blockgates import Scratch, check_choice, check_fraction, gate_blocks, in_width, live_values
-from bench.gating.gates import GateTrace, gumbel_sigmoid, record, record_extra
+from bench.gating.gates import GateTrace, full_precision, gumbel_sigmoid, record, record_extra
 from bench.measure.macs import count_macs, unit_table
 from bench.method import Method, StepContext
 from bench.registry import register_method
@@ -124,7 +124,7 @@ class CosineBlock(BlockGate):
         if self.gate.predictor is not None and not self.training:
             return super().forward(x)
         s, r = self.block.shortcut(x), self.branch(x)
-        g = self.gate.from_branch(x, s, r, self.block.context.mask)
+        g = full_precision(self.gate.from_branch, x, s, r, self.block.context.mask)
         record(self.name, g)
         y = self.compose.mixed(s, r, g.view(-1, *[1] * (r.dim() - 1)), self.act)
         self.gate.scratch.update(full=self.compose.full(s, r, self.act), gated=y)

@@ -329,7 +329,7 @@ def test_the_code_hash_ignores_the_reporting_modules_only(tmp_path):
     for path in [*(copy / "reporting").glob("*.py"), copy / "measure" / "throughput.py"]:
         path.write_text(path.read_text() + "\n# a new column\n")
     assert _framework_hash.__wrapped__(copy) == original
-    (copy / "train.py").write_text((copy / "train.py").read_text() + "\n# a new loss\n")
+    (copy / "train.py").write_text((copy / "train.py").read_text() + "\nNEW_LOSS_WEIGHT = 0.1\n")
     assert _framework_hash.__wrapped__(copy) != original
 
 
@@ -404,3 +404,32 @@ def test_a_control_is_stale_when_the_run_it_matches_was_retrained(results_dir):
     board = board_csv(results_dir).set_index("entry")
     assert not board.loc["random gates @ learned rates [keep_rate=0.5]", "stale"]
     assert board.loc["random gates @ learned rates [keep_rate=0.6]", "stale"]
+
+
+def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(tmp_path):
+    """A preset's docstring naming the validation figure that chose it must not make its records stale."""
+    from bench.records import code_hash
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text('"""A method."""\nRATE = 0.5\n\n\ndef f():\n    """Doc."""\n    return RATE\n')
+    original = code_hash(plugin)
+    plugin.write_text('"""A method; preset chosen at val 91.2 %."""\nRATE = 0.5  # why\n\n\ndef f():\n'
+                      '    """Other doc."""\n\n    return RATE\n')
+    assert code_hash(plugin) == original
+    plugin.write_text('"""A method."""\nRATE = 0.6\n\n\ndef f():\n    """Doc."""\n    return RATE\n')
+    assert code_hash(plugin) != original
+
+
+def test_profile_values_resolve_names_into_specs_and_never_make_records_stale(tmp_path):
+    """Every value a profile or a dataset's override sets is in the spec (and so in its hash): a new
+    override changes which spec a name resolves to, never what an existing spec runs."""
+    from bench.records import code_hash
+
+    plugin = tmp_path / "dataset.py"
+    text = 'class D:\n    name = "d"\n    profile_overrides = {{"standard": {{"epochs": {}}}}}\n    mean = (0.5,)\n'
+    plugin.write_text(text.format(40))
+    original = code_hash(plugin)
+    plugin.write_text(text.format(30))
+    assert code_hash(plugin) == original
+    plugin.write_text(text.format(30).replace("0.5", "0.4"))
+    assert code_hash(plugin) != original

@@ -192,3 +192,51 @@ def test_the_all_on_control_equals_the_trained_model_with_gates_replaced_by_ones
     forced = all_on_metrics(model, val, test, pipeline)
     force_gates(model, 1.0)
     assert forced == {"val": evaluate(model, val, pipeline)[0], "test": evaluate(model, test, pipeline)[0]}
+
+
+def test_bf16_precision_is_a_profile_value_that_trains_and_leaves_fp32_spec_hashes_unchanged(tmp_path):
+    """Specs made before `precision` existed keep their hash (fp32 is left out of the hashed dict); a bf16
+    run is its own spec, learns, and scores in fp32."""
+    fp32 = make_spec("dense", "digits", profile="smoke", epochs=2)
+    assert "precision" not in fp32.to_dict() and fp32.precision == "fp32"
+    bf16 = make_spec("dense", "digits", profile="smoke", epochs=2, precision="bf16")
+    assert bf16.to_dict()["precision"] == "bf16" and bf16.hash != fp32.hash
+    with pytest.raises(DynBenchError, match="precision must be one of fp32, bf16, not 'fp16'"):
+        make_spec("dense", "digits", profile="smoke", precision="fp16")
+    record, _ = run(bf16, resolve_data_root(None), tmp_path, progress=False)
+    assert record.spec["precision"] == "bf16"
+    assert record.curve[-1]["loss"] < record.curve[0]["loss"] and record.metrics["test"]["accuracy"] > 0.3
+
+
+def test_gates_decide_in_fp32_under_a_bf16_forward():
+    """A bf16 autocast speeds up the convolutions; the gate's decisions stay fp32, computed from the
+    input in fp32."""
+    from bench import registry
+    from bench.backbones import build_backbone
+    from bench.gating.gates import GateTrace
+    from bench.gating.wrappers import gated_units
+    from bench.train import forward_precision
+
+    torch.manual_seed(0)
+    model = registry.get_method("convnet_aig")().build(build_backbone("resnet8", (3, 32, 32), 10)).eval()
+    unit = gated_units(model)[0]
+    x = torch.randn(8, unit.block.first[0].in_channels, 32, 32)
+    with forward_precision("bf16", torch.device("cpu")):
+        assert unit.block.first(x).dtype == torch.bfloat16  # the autocast is on
+        with GateTrace.recording() as mixed:
+            decided = unit.decide(x.bfloat16())
+    with GateTrace.recording() as plain:
+        reference = unit.decide(x.bfloat16().float())  # an fp32 gate on the same (bf16-rounded) input
+    assert decided.dtype == torch.float32 and torch.equal(decided, reference)
+    assert mixed.extra(unit.name, "p_on").dtype == torch.float32
+    torch.testing.assert_close(mixed.extra(unit.name, "p_on"), plain.extra(unit.name, "p_on"), rtol=0, atol=0)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about():
+    from bench.train import slow_bf16_warning
+
+    cpu = torch.device("cpu")
+    assert "10x slower" in slow_bf16_warning("bf16", cpu, "flags : fpu avx avx2 fma")
+    assert slow_bf16_warning("bf16", cpu, "flags : avx2 avx512f avx512_bf16") is None
+    assert slow_bf16_warning("bf16", cpu, "flags : avx2 amx_bf16 amx_tile") is None
+    assert slow_bf16_warning("fp32", cpu, "flags : avx2") is None

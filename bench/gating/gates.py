@@ -106,6 +106,16 @@ class _StraightThrough(torch.autograd.Function):
         return None, grad
 
 
+def full_precision(fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
+    """fn(*args), in fp32 when a bf16 autocast is on (training with `precision="bf16"`): gates decide in
+    full precision, since a bf16 sigmoid or cosine is coarse near the decision threshold."""
+    device = next(a for a in args if a is not None).device.type
+    if not torch.is_autocast_enabled(device):
+        return fn(*args)
+    with torch.autocast(device, enabled=False):
+        return fn(*(a.float() if a is not None and a.is_floating_point() else a for a in args))
+
+
 def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     """Forward exactly `hard` (hard + soft − sg(soft) rounds to 0.99999994), backward through `soft`."""
     return _StraightThrough.apply(hard, soft)

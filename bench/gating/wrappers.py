@@ -36,7 +36,7 @@ from torch import nn
 
 from bench import DynBenchError
 from bench.backbones.base import Backbone, ResidualBlock
-from bench.gating.gates import record
+from bench.gating.gates import full_precision, record
 from bench.gating.pruning import check_sliceable, sliced_copy, width_of
 
 Act = nn.Module
@@ -126,7 +126,7 @@ class GatedUnit(nn.Module):
 
     def decide(self, x: torch.Tensor) -> torch.Tensor:
         """The gate's decisions on x as [N] (blocks) or [N, C], or the forced constant."""
-        g = self.gate(x)
+        g = full_precision(self.gate, x)
         if g.dim() != (1 if self.kind == "block" else 2):  # whatever the gate's layout
             g = g.reshape(len(x)) if self.kind == "block" else g.reshape(len(x), -1)
         return g if self.forced is None else torch.full_like(g, self.forced)
