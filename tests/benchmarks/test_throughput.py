@@ -10,7 +10,8 @@ import torch
 
 from bench.backbones import build_backbone
 from bench.measure.latency import fixed_threads
-from bench.measure.throughput import make_train_step, matmul_ceiling, synthetic_batch, train_step_throughput
+from bench.measure.throughput import (make_train_step, matmul_ceiling, synthetic_batch, train_step_throughput,
+                                     train_step_throughputs)
 
 pytestmark = pytest.mark.perf
 
@@ -36,3 +37,25 @@ def test_dense_resnet20_training_reaches_half_the_fp32_ceiling(benchmark) -> Non
           f"{100 * fraction:.1f} % of the fp32 ceiling {ceiling / 1e9:.1f} G MAC/s (target >= "
           f"{100 * CEILING_FRACTION_TARGET:.0f} %)")
     assert fraction >= CEILING_FRACTION_TARGET
+
+
+BF16_SPEEDUP_TARGET = 1.2  # bf16 autocast over fp32, dense ResNet-20 training, where the CPU has native bf16
+
+
+def test_bf16_autocast_pays_only_on_a_cpu_with_native_bf16() -> None:
+    """`precision = "bf16"` is worth it on AVX-512 BF16 / AMX (1.4x measured) and a trap elsewhere (about 10x
+    slower on an AVX2 EPYC): on this machine, the measured ratio must agree with the training loop's warning."""
+    import copy
+
+    from bench.train import slow_bf16_warning
+
+    torch.manual_seed(0)
+    model = build_backbone("resnet20", (3, 32, 32), 10)
+    fp32, bf16 = train_step_throughputs({"fp32": copy.deepcopy(model), "bf16": model}, (3, 32, 32), 10, TRAIN_BATCH,
+                                        steps=3, warmup=1, threads=THREADS,
+                                        autocast_dtypes={"fp32": None, "bf16": torch.bfloat16})
+    ratio = bf16.images_per_second / fp32.images_per_second
+    warned = slow_bf16_warning("bf16", torch.device("cpu")) is not None
+    print(f"\nbf16 autocast / fp32 training throughput: {ratio:.2f}x ({bf16.images_per_second:.0f} vs "
+          f"{fp32.images_per_second:.0f} images/s); the training loop {'warns' if warned else 'does not warn'}")
+    assert ratio < 1.0 if warned else ratio >= BF16_SPEEDUP_TARGET
