@@ -98,12 +98,13 @@ def test_traced_gates_are_used_only_where_they_decide_as_the_trained_ones_and_ar
     samples = [model.example_input(8)]
     eager = [unit.gate for unit in gated_units(model)]
     monkeypatch.setattr(execution_module, "_faster", lambda traced, gate, x: True)
-    with compiled_gates(model, samples) as compiled:
-        assert compiled and all(isinstance(unit.gate, torch.jit.ScriptModule) for unit in gated_units(model))
+    with compiled_gates(model, samples) as gates:
+        assert gates.checked and all(isinstance(unit.gate, torch.jit.ScriptModule) for unit in gated_units(model))
+        assert gates.traced == [unit.name for unit in gated_units(model)]
     assert [unit.gate for unit in gated_units(model)] == eager
     monkeypatch.setattr(execution_module, "_faster", lambda traced, gate, x: False)
-    with compiled_gates(model, samples) as compiled:
-        assert compiled and [unit.gate for unit in gated_units(model)] == eager
+    with compiled_gates(model, samples) as gates:
+        assert gates.checked and gates.traced == [] and [unit.gate for unit in gated_units(model)] == eager
 
     class Counting(nn.Module):  # decides from a call counter: a trace freezes the count, so it must stay eager
         def __init__(self) -> None:
@@ -115,12 +116,36 @@ def test_traced_gates_are_used_only_where_they_decide_as_the_trained_ones_and_ar
             return torch.full((len(x),), float(self.calls % 2))
 
     stateful = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: BlockGate(block, Counting(), name)).eval()
-    with compiled_gates(stateful, [stateful.example_input(4), stateful.example_input(4)]) as compiled:
-        assert not compiled and all(isinstance(unit.gate, Counting) for unit in gated_units(stateful))
+    with compiled_gates(stateful, [stateful.example_input(4), stateful.example_input(4)]) as gates:
+        assert not gates.checked and gates.traced == []
+        assert all(isinstance(unit.gate, Counting) for unit in gated_units(stateful))
+
+
+@torch.no_grad()
+def test_a_mix_of_traced_and_eager_gates_is_kept_when_it_decides_as_the_trained_gates(monkeypatch):
+    """Where only some traces are faster, those gates run traced and the rest eagerly; the record names them."""
+    model = gated("resnet_cifar", "block")
+    samples = [model.example_input(8), model.example_input(8)]
+    units = gated_units(model)
+    assert len(units) >= 2
+    eager = [unit.gate for unit in units]
+    with GateTrace.recording() as trained:
+        for x in samples:
+            model(x)
+    monkeypatch.setattr(execution_module, "_faster", lambda traced, gate, x: gate is eager[0])  # only the first
+    with compiled_gates(model, samples) as gates, GateTrace.recording() as mixed:
+        assert gates.checked and gates.traced == [units[0].name]
+        assert isinstance(units[0].gate, torch.jit.ScriptModule) and units[1:] and \
+            [unit.gate for unit in units[1:]] == eager[1:]
+        for x in samples:
+            model(x)
+    for unit in trained.units():
+        assert torch.equal(trained.stacked(unit), mixed.stacked(unit))
+    assert [unit.gate for unit in units] == eager
 
 
 @torch.no_grad()
 def test_random_gates_can_be_traced_and_draw_as_before():
     model = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: BlockGate(block, RandomGate(0.5), name)).eval()
-    with compiled_gates(model, [model.example_input(16)]) as compiled:
-        assert compiled
+    with compiled_gates(model, [model.example_input(16)]) as gates:
+        assert gates.checked

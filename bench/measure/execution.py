@@ -16,6 +16,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -176,16 +177,26 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+@dataclass
+class GateExecution:
+    """How `compiled_gates` runs the gates: whether the traces decide exactly as the trained gates
+    (`checked`) and which units' gates run traced (the others eagerly)."""
+
+    checked: bool
+    traced: list[str]
+
+
 @contextlib.contextmanager
-def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[bool]:
+def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[GateExecution]:
     """Inside the block, each gate of `model` (eval) runs as a frozen TorchScript trace made on inputs of the
     shape of `samples` — the gates are tiny, so at batch 1 their per-operation Python overhead is most of
     their cost. Used only when the traced model decides exactly as the eager one on every sample (in
     sequence, so a gate with state across blocks, e.g. SkipNet's LSTM, is caught and stays eager), and per
-    gate only where the trace is the faster. Yields whether the traces passed that check."""
+    gate only where the trace is the faster; a mix of traced and eager gates is checked again."""
     units = gated_units(model)
     eager = [unit.gate for unit in units]
-    compiled = False
+    chosen: list[nn.Module] = list(eager)
+    checked = False
     try:
         inputs: dict[int, torch.Tensor] = {}
         hooks = [unit.register_forward_pre_hook(lambda module, args, i=i: inputs.setdefault(i, args[0]))
@@ -201,27 +212,25 @@ def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[bo
             traced = [torch.jit.freeze(torch.jit.trace(unit.gate, inputs[i], check_trace=False).eval())
                       for i, unit in enumerate(units)]
         reference = _decisions(model, samples)
-        for unit, gate in zip(units, traced):
-            unit.gate = gate
-        compiled = _decisions(model, samples) == reference
-        if compiled:  # a trace that is not faster than its eager gate (e.g. a random draw) is not kept
-            for i, unit in enumerate(units):
-                unit.gate = traced[i] if _faster(traced[i], eager[i], inputs[i]) else eager[i]
+        _install(units, traced)
+        checked = _decisions(model, samples) == reference
+        if checked:  # a trace that is not faster than its eager gate (e.g. a random draw) is not kept
+            chosen = [traced[i] if _faster(traced[i], eager[i], inputs[i]) else eager[i] for i in range(len(units))]
+            _install(units, chosen)
             if _decisions(model, samples) != reference:  # gates sharing state (one LSTM) must not be mixed
-                for unit, gate in zip(units, traced):
-                    unit.gate = gate
-        else:
-            for unit, gate in zip(units, eager):
-                unit.gate = gate
+                chosen = traced
     except Exception:  # a gate TorchScript cannot trace runs eagerly, as trained  # noqa: BLE001
-        for unit, gate in zip(units, eager):
-            unit.gate = gate
-        compiled = False
+        chosen, checked = list(eager), False
+    _install(units, chosen)
     try:
-        yield compiled
+        yield GateExecution(checked, [unit.name for unit, gate, trained in zip(units, chosen, eager) if gate is not trained])
     finally:
-        for unit, gate in zip(units, eager):
-            unit.gate = gate
+        _install(units, eager)
+
+
+def _install(units: list[GatedUnit], gates: list[nn.Module]) -> None:
+    for unit, gate in zip(units, gates):
+        unit.gate = gate
 
 
 def _faster(traced: nn.Module, eager: nn.Module, x: torch.Tensor, calls: int = 15) -> bool:

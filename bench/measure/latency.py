@@ -176,7 +176,8 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
 
     Timed is a copy with batch norms folded into the layers before them and, for images, channels-last
     memory, for the dense and the gated model alike; the gates run as TorchScript traces where those decide
-    exactly as the trained gates (`compiled_gates`: recorded per batch size).
+    exactly as the trained gates (`compiled_gates`; `traced_gates` names the units whose gate ran traced, per
+    batch size).
 
     Each round times, in rotating order: the dense copy, the model as trained (really skipping), the model
     with every gate forced on (its overhead over dense) and forced off (does time fall when units are
@@ -205,7 +206,7 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
             anchor_samples = [anchor_network_input(x[:ANCHOR_BATCH], device) for x in samples]
             macs = _macs_of(model, dense, samples, seed, counted)
             computes_skipped = _computes_skipped_units(model, samples[0])
-            with compiled_gates(model, samples) as compiled, execution(model, "skip"), torch.inference_mode():
+            with compiled_gates(model, samples) as gates, execution(model, "skip"), torch.inference_mode():
                 def dynamic_pass(value: float | None) -> Callable[[], list[float]]:
                     def run() -> list[float]:
                         if value is None:
@@ -225,7 +226,7 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
                 times = timed_rounds(passes, min_rounds, max_rounds, budget_s, warmup, enough, device,
                                      before=lambda: torch.manual_seed(seed))
             results["batches"][str(batch_size)] = {**_batch_result(batch_size, len(samples), times, macs, computes_skipped),
-                                                   "compiled_gates": compiled}
+                                                   "compiled_gates": gates.checked, "traced_gates": gates.traced}
     return results
 
 

@@ -92,7 +92,8 @@ def test_all_on_overhead_of_each_method(benchmark, entry: str, batch_size: int) 
     report = result["batches"][str(batch_size)]
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     benchmark.extra_info.update(all_on_overhead=report["all_on_overhead"], ci=report["all_on_overhead_ci"],
-                                compiled_gates=report["compiled_gates"], target=ALL_ON_TARGET)
+                                compiled_gates=report["compiled_gates"], traced_gates=report["traced_gates"],
+                                target=ALL_ON_TARGET)
     print(f"\n{entry}, batch {batch_size}: all-on overhead {100 * report['all_on_overhead']:.1f} % "
           f"[{100 * report['all_on_overhead_ci'][0]:.1f}, {100 * report['all_on_overhead_ci'][1]:.1f}] "
           f"(target <= {100 * ALL_ON_TARGET:.0f} %)")
