@@ -56,6 +56,7 @@ SCALE_INIT = -2.2  # s_b [code]
 PREDICTOR_WEIGHT = 0.1  # cosinegate_r: 0.1·MSE(q(x), sg(CIR)) (§5.6)
 NOISE_STD = 0.01  # cons_type=input_noise (§5.4)
 NORM_EPS = 1e-8
+NORMALIZE_EPS = 1e-12  # F.normalize's
 RAMP_FRACTION = 40 / 250  # the notebook ramps λ_F over 40 of its 250 epochs (§5.4, §5.5)
 OPERATING_POINTS = {"balanced": {}, "aggressive": {"target": 0.60, "flops_weight": 5.0},
                     "conservative": {"target": 0.90, "flops_weight": 1.0}}  # §5.5; aggressive/conservative [PROPOSED]
@@ -69,11 +70,23 @@ def cosine_incompatibility(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return 1 - (dot / norms.clamp(min=NORM_EPS)).flatten()
 
 
+def cosine_incompatibility_fast(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The same CIR from per-sample reductions in the maps' own memory layout (`flatten` copies an NHWC map,
+    and bmm over N single vectors is slow). Training only: eval, where MACs are counted, keeps the bmm form
+    that fvcore counts."""
+    dims = tuple(range(1, s.dim()))
+    dot = (s * r).sum(dims)
+    norms = torch.linalg.vector_norm(s, dim=dims) * torch.linalg.vector_norm(r, dim=dims)
+    return 1 - dot / norms.clamp(min=NORM_EPS)
+
+
 class CosineIncompatibility(nn.Module):
     """CIR as a module of the gate, so fvcore books its MACs to the gate's overhead."""
 
     def forward(self, s: torch.Tensor, r: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return cosine_incompatibility(s, r) if mask is None else cosine_incompatibility(s * mask, r * mask)
+        if mask is not None:
+            s, r = s * mask, r * mask
+        return cosine_incompatibility_fast(s, r) if self.training else cosine_incompatibility(s, r)
 
 
 class CosineGateModule(nn.Module):
@@ -142,8 +155,18 @@ class CosineBlock(BlockGate):
 
 def consistency_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]], blocks: str = "all") -> torch.Tensor:
     """Mean over blocks (or the last block) of MSE(normalise(vec full), normalise(vec gated)) (§5.4)."""
-    terms = [F.mse_loss(F.normalize(full.flatten(1), dim=1), F.normalize(gated.flatten(1), dim=1)) for full, gated in pairs]
+    terms = [normalized_mse(full, gated) for full, gated in pairs]
     return terms[-1] if blocks == "last" else torch.stack(terms).mean()
+
+
+def normalized_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """F.mse_loss(F.normalize(a.flatten(1)), F.normalize(b.flatten(1))) without the flattened, normalised
+    copies: per sample ‖â − b̂‖² = |a|²/m_a² + |b|²/m_b² − 2 a·b/(m_a m_b), m = max(|·|, 1e-12) as F.normalize."""
+    dims = tuple(range(1, a.dim()))
+    norm_a, norm_b = torch.linalg.vector_norm(a, dim=dims), torch.linalg.vector_norm(b, dim=dims)
+    m_a, m_b = norm_a.clamp(min=NORMALIZE_EPS), norm_b.clamp(min=NORMALIZE_EPS)
+    per_sample = (norm_a / m_a) ** 2 + (norm_b / m_b) ** 2 - 2 * (a * b).sum(dims) / (m_a * m_b)
+    return per_sample.sum() / a.numel()
 
 
 def flops_loss(gates: list[torch.Tensor], target: float, weight: float, progress: float, ramp_fraction: float,

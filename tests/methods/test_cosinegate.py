@@ -222,3 +222,35 @@ def test_presets_and_bad_options() -> None:
             cosinegate(**options)
     with pytest.raises(DynBenchError, match="has none"):
         cosinegate().build(nn.Linear(3, 2))
+
+
+def test_the_training_cir_and_consistency_equal_the_counted_forms_on_nhwc_maps() -> None:
+    """Training computes CIR and the consistency term by per-sample reductions (no flattened copies); the
+    values equal the bmm CIR that eval counts and F.mse_loss of F.normalize, zero maps included."""
+    import torch.nn.functional as F
+
+    module = plugin("cosinegate")
+    torch.manual_seed(0)
+    s, r = (torch.randn(5, 8, 6, 6).contiguous(memory_format=torch.channels_last) for _ in range(2))
+    r[0] = -2 * s[0]
+    torch.testing.assert_close(module.cosine_incompatibility_fast(s, r), module.cosine_incompatibility(s, r))
+    assert module.cosine_incompatibility_fast(s, r)[0].item() == pytest.approx(2.0)
+    r[1] = 0.0  # a zero map: F.normalize leaves it 0
+    for a, b in ((s, r), (r, s), (torch.zeros_like(s), torch.zeros_like(s))):
+        expected = F.mse_loss(F.normalize(a.flatten(1)), F.normalize(b.flatten(1)))
+        torch.testing.assert_close(module.normalized_mse(a, b), expected)
+    a, b = s.clone().requires_grad_(), r.clone().requires_grad_()
+    (module.normalized_mse(a, b) + module.cosine_incompatibility_fast(a, b).sum()).backward()
+    assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+
+
+def test_the_gate_uses_the_counted_cir_at_eval_and_the_fast_one_in_training(monkeypatch) -> None:
+    module = plugin("cosinegate")
+    cir = module.CosineIncompatibility()
+    s, r = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    calls = []
+    original = module.cosine_incompatibility
+    monkeypatch.setattr(module, "cosine_incompatibility", lambda *args: calls.append("bmm") or original(*args))
+    cir.eval()(s, r, None)
+    cir.train()(s, r, None)
+    assert calls == ["bmm"]
