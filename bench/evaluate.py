@@ -36,8 +36,8 @@ from bench.data.dataset import DatasetPlugin
 from bench.measure.macs import count_macs, executed_macs
 from bench.method import Method
 from bench.profiles import PROFILES
-from bench.records import RunRecord, RunSpec, code_hash, hardware_info, load_record, software_versions
-from bench.measure.latency import LATENCY_SAMPLES, describe_latency, time_model
+from bench.records import RunRecord, RunSpec, code_hash, load_record, software_versions
+from bench.measure.latency import LATENCY_SAMPLES, describe_latency, time_model, timing_hardware
 from bench.train import evaluate, plugin_file, run_splits
 from bench.gating.wrappers import gated_units
 
@@ -183,7 +183,7 @@ def evaluate_record(record: str, results_dir: Path, data_root: Path, split: str 
         latency = time_model(model, pipeline(chosen.x[:LATENCY_SAMPLES]).to(run_device), threads=threads)
 
     current_code = code_hash(plugin_file(type(method)), plugin_file(type(dataset)))
-    hardware = hardware_info(run_device)
+    hardware = timing_hardware(run_device)
     evaluation = {
         "kind": "eval", "training_spec_hash": spec.hash, "training_code_hash": run_record.code_hash,
         "eval_code_hash": current_code, "split": split, "examples": len(chosen), "device": str(run_device),

@@ -29,8 +29,8 @@ import bench
 from bench import DynBenchError
 from bench.evaluate import rebuild, save_json
 from bench.gating.wrappers import gated_units
-from bench.measure.latency import LATENCY_SAMPLES, time_model
-from bench.records import CorruptRecord, executable_source, hardware_info, load_record, software_versions
+from bench.measure.latency import LATENCY_SAMPLES, time_model, timing_hardware
+from bench.records import CorruptRecord, executable_source, load_record, software_versions
 from bench.reporting.boards import is_stale
 
 LATENCY_DIR = "latency"
@@ -50,8 +50,8 @@ def timing_code_hash(package: Path = Path(bench.__file__).parent) -> str:
 
 
 def machine_key(device: torch.device, threads: int) -> str:
-    hardware = hardware_info(device)
-    key = {k: hardware.get(k) for k in ("machine", "system", "processor", "cpu_count", "gpu")}
+    hardware = timing_hardware(device)
+    key = {k: hardware.get(k) for k in ("machine", "system", "processor", "cpu_model", "cpu_count", "gpu")}
     return hashlib.sha256(json.dumps({**key, "device": device.type, "threads": threads}, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -146,7 +146,7 @@ def time_run(run_record: Any, results_dir: Path, data_root: Path, run_device: to
     latency = time_model(rebuilt.model, inputs, threads=threads, **timing)
     return {
         "kind": "latency", "training_spec_hash": run_record.spec_hash, "training_code_hash": run_record.code_hash,
-        "timing_code_hash": timing_code_hash(), "device": str(run_device), "hardware": hardware_info(run_device),
+        "timing_code_hash": timing_code_hash(), "device": str(run_device), "hardware": timing_hardware(run_device),
         "versions": software_versions(), "load_before": load_before, "load_after": os.getloadavg()[0],
         "latency": latency, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "format": LATENCY_FORMAT,
     }

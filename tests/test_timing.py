@@ -128,3 +128,19 @@ def test_the_timing_pass_times_one_seed_per_row_once_and_keeps_its_records(tmp_p
     assert time_runs(tmp_path, resolve_data_root(None), force=True, **QUICK) == 1  # seed 1 left, its model gone
     assert "1 stale record(s) not timed" in capsys.readouterr().err
 
+
+
+def test_two_cpu_models_of_one_architecture_get_separate_latency_records(monkeypatch):
+    """Latency depends on the CPU model (an AVX2 EPYC and an AVX-512 Xeon are both "x86_64, 2 cores"):
+    the machine key and the record's hardware name it."""
+    import bench.measure.latency as latency_module
+    from bench.measure.latency import timing_hardware
+    from bench.reporting.latency_figures import machine_label
+    from bench.timing import machine_key
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(latency_module, "cpu_model", lambda: "AMD EPYC")
+    epyc, hardware = machine_key(cpu, 1), timing_hardware(cpu)
+    monkeypatch.setattr(latency_module, "cpu_model", lambda: "Intel(R) Xeon(R) Platinum 8488C")
+    assert machine_key(cpu, 1) != epyc and hardware["cpu_model"] == "AMD EPYC"
+    assert machine_label("cpu", hardware).startswith("cpu: AMD EPYC")

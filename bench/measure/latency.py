@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import platform
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +29,7 @@ from bench.measure.macs import MacSummary, count_macs, unit_table
 from bench.gating.pruning import width_of
 from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gated_units, gates_forced, wrap_blocks
 from bench.measure.execution import compiled_gates, execution, fold_batchnorm
+from bench.records import hardware_info
 
 
 @contextlib.contextmanager
@@ -228,6 +232,21 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
             results["batches"][str(batch_size)] = {**_batch_result(batch_size, len(samples), times, macs, computes_skipped),
                                                    "compiled_gates": gates.checked, "traced_gates": gates.traced}
     return results
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux, where `platform.processor()` is empty), else
+    `platform.processor()`, else "unknown"."""
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        match = None
+    return match.group(1).strip() if match else (platform.processor() or "unknown")
+
+
+def timing_hardware(device: torch.device) -> dict[str, Any]:
+    """`hardware_info` with the CPU model: two CPUs of one architecture time differently."""
+    return {**hardware_info(device), "cpu_model": cpu_model()}
 
 
 def anchor_network_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:

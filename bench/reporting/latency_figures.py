@@ -41,7 +41,7 @@ def machine_label(device: str, hardware: dict) -> str:
     """`cuda: NVIDIA H200` / `cpu: x86_64, 2 cores`: what a reader needs to know which machine it was."""
     if hardware.get("gpu"):
         return f"{device}: {hardware['gpu']}"
-    details = [hardware.get(k) for k in ("processor", "machine") if hardware.get(k) not in (None, "", "unknown")]
+    details = [hardware.get(k) for k in ("cpu_model", "processor", "machine") if hardware.get(k) not in (None, "", "unknown")]
     cores = hardware.get("cpu_count")
     return f"{device}: " + ", ".join(map(str, details + ([f"{cores} cores"] if cores else []))) if details or cores else device
 
