@@ -433,3 +433,24 @@ def test_profile_values_resolve_names_into_specs_and_never_make_records_stale(tm
     assert code_hash(plugin) == original
     plugin.write_text(text.format(30).replace("0.5", "0.4"))
     assert code_hash(plugin) != original
+
+
+def test_the_index_puts_current_boards_before_stale_ones_and_says_which_are_stale(results_dir):
+    """A longer board made entirely by older code must not head the index as if it were a result."""
+    import dataclasses
+
+    from bench import registry
+    from bench.records import code_hash
+    from bench.train import plugin_file
+
+    current = code_hash(plugin_file(registry.get_method("dense")), plugin_file(registry.get_dataset("digits")))
+    save(results_dir, fake_record("dense", 0, 0.70, 1000, profile="paper"))  # code_hash "x": stale
+    save(results_dir, dataclasses.replace(fake_record("dense", 0, 0.95, 1000, profile="standard"), code_hash=current))
+    markdown = write_tables(results_dir).read_text()
+    standard, paper = markdown.index("standard profile"), markdown.index("paper profile")
+    assert standard < paper  # the current board first, though "paper" is the longer profile
+    heading = markdown[paper:].splitlines()[0]
+    assert "stale: every row was made by older code" in heading
+    assert "stale" not in markdown[standard:].splitlines()[0]
+    inline = markdown[standard:paper]
+    assert "| dense " in inline and "95.00" in inline  # the current board's table is the inline one
