@@ -3,7 +3,7 @@ matched controls (methods.md §7), seed by seed, in two lanes of one thread each
 
 A control is paired with the gated run of the same seed: random gates at that run's validation rates
 (per block, or per channel for batch-shaping), MID-L's random top-k at the same k, and a static smaller
-net at that run's validation executed MACs. The all-on control is scored inside every gated record.
+net at that run's validation executed MACs; CosineGate also gets dense in its block form (no post-add ReLU). The all-on control is scored inside every gated record.
 Runs are ordered so that each finished record leaves a usable board: every dense seed first, then
 seed 0 of every method and its controls, then the other seeds. Finished runs are reused (resume by
 running the same command again); records land in OUT/runs, then `dynbench tables --results OUT`.
@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Row:
     """A gated method and its controls: `random` is the composition of its block random gate, "channel"
-    for channel-level random gates, None for none; `extra` are further control entries (same seed)."""
+    for channel-level random gates, None for none; `extra` are further control entries of the same seed,
+    "method[:preset] [option=value ...]"."""
 
     entry: str
     random: str | None
@@ -40,11 +41,14 @@ class Row:
     extra: tuple[str, ...] = field(default_factory=tuple)
 
 
+# CosineGate's dense control has its block form, no ReLU after the addition (methods.md §7): random gates
+# kept at rate 1 (one run per seed, shared by both CosineGate rows)
+COSINEGATE_DENSE = "random_gate keep_rate=1.0 composition=no_act"
 ROWS = [
     Row("convnet_aig", "aig"),
     Row("skipnet", "skipnet"),
-    Row("cosinegate:realizable", "no_act"),
-    Row("cosinegate", "no_act", static=False),  # faithful: executes more than dense, no smaller net to match
+    Row("cosinegate:realizable", "no_act", extra=(COSINEGATE_DENSE,)),
+    Row("cosinegate", "no_act", static=False, extra=(COSINEGATE_DENSE,)),  # faithful: executes more than dense
     Row("batch_shaping", "channel"),
     Row("midl", None, extra=("midl:random_topk",)),
 ]
@@ -103,8 +107,9 @@ def main() -> int:
             run("random_gate", seed, f"match_record={record}", f"composition={row.random}")
         if row.static:
             run("static_small", seed, f"match_record={record}")
-        for entry in row.extra:
-            run(entry, seed)
+        for extra in row.extra:
+            entry, *options = extra.split()
+            run(entry, seed, *options)
 
     with ThreadPoolExecutor(args.lanes) as lanes:
         list(lanes.map(lambda seed: run("dense", seed), args.seeds))

@@ -387,6 +387,27 @@ def test_all_on_random_top_k_and_per_gate_rates_from_the_records_main_writes(res
     assert "Loss terms that stayed exactly 0 for the whole run (they never acted): #1 midl: cost." in page
 
 
+def test_cosinegate_is_compared_with_dense_in_its_own_block_form(results_dir):
+    """Random gates kept at rate 1 with CosineGate's composition are a dense net without the post-add ReLU
+    (methods.md §7: the dense control has the method's block form): labelled as such, not gated, and paired
+    by seed with the CosineGate runs; a random gate at another rate stays a random control."""
+    reference = {"keep_rate": 1.0, "composition": "no_act"}
+    for seed, gain in enumerate([0.02, 0.03, 0.01]):
+        save(results_dir, fake_record("cosinegate", seed, 0.90 + gain, 600, rates={"blocks.0": 0.6}, preset="realizable"))
+        save(results_dir, fake_record("random_gate", seed, 0.90, 1000, options=reference))
+        save(results_dir, fake_record("random_gate", seed, 0.80, 500, options={"keep_rate": 0.5, "composition": "no_act"}))
+        save(results_dir, fake_record("dense", seed, 0.93, 1000))
+    write_tables(results_dir)
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    reference_row = next(r for r in page.splitlines() if "dense without the post-add ReLU (CosineGate's block form)" in r)
+    assert "no gates (dense reference)" in reference_row
+    assert "random by design (control)" in next(r for r in page.splitlines() if "keep_rate=0.5" in r)
+    comparisons = page.split("## Matched controls")[1]
+    paired = next(r for r in comparisons.splitlines() if "dense without the post-add ReLU" in r)
+    assert "cosinegate:realizable" in paired and "3 (0, 1, 2)" in paired and "2.00 [" in paired
+    assert not any("keep_rate=0.5" in r for r in comparisons.splitlines())  # not matched to any run: no pairing
+
+
 def test_a_control_is_stale_when_the_run_it_matches_was_retrained(results_dir):
     from bench import registry
     from bench.records import code_hash

@@ -88,10 +88,33 @@ def _config_hash(spec: dict, by_hash: dict[str, RunRecord]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# random gates kept at rate 1 are a dense net in a method's block form (methods.md §7: the dense control has
+# "the same block form"); CosineGate's has no ReLU after the addition
+DENSE_FORMS = {"no_act": "dense without the post-add ReLU (CosineGate's block form)",
+               "skipnet": "dense in SkipNet's block form", "aig": "dense (random gates kept at rate 1)"}
+
+
+def dense_reference_form(spec: dict) -> str | None:
+    """The block form (composition) of a dense reference run — random gates kept at rate 1 on every block,
+    not matched to any run — or None for any other run."""
+    if spec["method"] != "random_gate":
+        return None
+    resolved = _resolved_options(spec)
+    options = json.loads(resolved) if resolved else {}
+    if (options.get("keep_rate") == 1 and options.get("rates") is None and options.get("match_record") is None
+            and options.get("unit") == "block"):
+        return options.get("composition")
+    return None
+
+
 def entry_label(spec: dict, by_hash: dict[str, RunRecord] | None = None) -> str:
     """What the row is: `method[:preset]` plus its options beyond the preset; a control matched to a run is
-    named by that run's label ("random gates @ skipnet:baseline_alpha0.75 rates"), not by its hash."""
+    named by that run's label ("random gates @ skipnet:baseline_alpha0.75 rates"), not by its hash; a dense
+    reference in a method's block form by that form."""
     by_hash = by_hash or {}
+    form = dense_reference_form(spec)
+    if form is not None:
+        return DENSE_FORMS.get(form, f"dense [composition={form}]")
     label = spec["method"] + ("" if spec["preset"] == "default" else f":{spec['preset']}")
     options = dict(spec.get("method_options", {}))
     target = matched_hash(spec)
@@ -186,7 +209,7 @@ def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
         "params": _number(metrics["params"], "params"), "train_seconds": _number(record.train_seconds, "train_seconds"),
         "stale": is_stale(record) or _matched_changed(record, by_hash), "device": record.hardware.get("device", "?"),
         "all_on_score": _all_on_score(metrics, primary), "zero_loss_terms": ", ".join(metrics.get("zero_loss_terms") or []),
-        "resolved_options": _resolved_options(spec),
+        "resolved_options": _resolved_options(spec), "dense_form": dense_reference_form(spec),
         "gated": shares is not None,
         "share_on": shares[0] if shares else math.nan, "share_conditional": shares[1] if shares else math.nan,
         "share_off": shares[2] if shares else math.nan, "static": shares[3] if shares else True,
@@ -305,6 +328,7 @@ def aggregate(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
             "dense_macs_board": dense_macs, "mac_saving": 1 - macs.mean / dense_macs,
             "params": first["params"], "train_seconds_mean": group["train_seconds"].mean(),
             "stale": bool(group["stale"].any()), "resolved_options": first["resolved_options"],
+            "dense_form": first["dense_form"],
             "zero_loss_terms": "; ".join(sorted({t for t in group["zero_loss_terms"] if t})),
             "gated": bool(first["gated"]), "static_runs": int(gated["static"].sum()), "gated_runs": len(gated),
             "share_on": gated["share_on"].mean(), "share_conditional": gated["share_conditional"].mean(),
@@ -356,6 +380,10 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
         for _, gated_run in _learned_twins(runs, control).iterrows():
             gated_scores, control_scores = pairs.setdefault((gated_run["config"], control["config"]), ({}, {}))
             gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], control["score"]
+    for _, reference in runs[runs["dense_form"].notna()].iterrows():  # a method against dense in its block form
+        for _, gated_run in _same_form_runs(runs, reference).iterrows():
+            gated_scores, control_scores = pairs.setdefault((gated_run["config"], reference["config"]), ({}, {}))
+            gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], reference["score"]
     for _, gated_run in runs[runs["all_on_score"].notna() & ~runs["method"].isin(CONTROL_METHODS)].iterrows():
         gated_scores, control_scores = pairs.setdefault((gated_run["config"], ALL_ON), ({}, {}))
         gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], gated_run["all_on_score"]
@@ -378,6 +406,15 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
 
 def _selects_at_random(resolved: object) -> bool:  # NaN where the plugin is unknown
     return isinstance(resolved, str) and json.loads(resolved).get("selection") == "random"
+
+
+def _same_form_runs(runs: pd.DataFrame, reference: pd.Series) -> pd.DataFrame:
+    """The gated runs (not controls) of the dense reference's seed whose method builds blocks of its form."""
+    def composition(resolved: object) -> object:
+        return json.loads(resolved).get("composition") if isinstance(resolved, str) else None
+
+    return runs[runs["gated"] & ~runs["method"].isin(CONTROL_METHODS) & (runs["seed"] == reference["seed"])
+                & (runs["resolved_options"].map(composition) == reference["dense_form"])]
 
 
 def _learned_twins(runs: pd.DataFrame, control: pd.Series) -> pd.DataFrame:
@@ -408,6 +445,8 @@ def _name_static_controls(rows: pd.DataFrame, comparisons: pd.DataFrame) -> None
 
 def input_dependence_label(row: pd.Series | Any) -> str:
     """*static* when every gate decides the same for every input in every seed (a pruned network)."""
+    if isinstance(row.get("dense_form"), str):
+        return "no gates (dense reference)"
     if row["method"] == "random_gate":
         return "random by design (control)"
     if not row["gated"]:
