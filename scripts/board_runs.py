@@ -1,9 +1,11 @@
 """Train every row of one board: dense at every seed, then each gating method's default preset with its
-matched controls (methods.md §7), seed by seed, in two lanes of one thread each (2 cores).
+matched controls (methods.md §7), seed by seed, in two lanes of one thread each (2 cores), or one lane
+with the whole machine (`--lanes 1 --threads 2`, for runs too long to finish otherwise).
 
 A control is paired with the gated run of the same seed: random gates at that run's validation rates
 (per block, or per channel for batch-shaping), MID-L's random top-k at the same k, and a static smaller
-net at that run's validation executed MACs; CosineGate also gets dense in its block form (no post-add ReLU). The all-on control is scored inside every gated record.
+net at that run's validation executed MACs; CosineGate also gets dense in its block form (no post-add
+ReLU). The all-on control is scored inside every gated record.
 Runs are ordered so that each finished record leaves a usable board: every dense seed first, then
 seed 0 of every method and its controls, then the other seeds. Finished runs are reused (resume by
 running the same command again); records land in OUT/runs, then `dynbench tables --results OUT`.
@@ -12,12 +14,20 @@ every gated run is timed at the end, once both lanes are idle (`dynbench time`).
 
     .venv/bin/python scripts/board_runs.py --dataset mnist --backbone resnet20 --epochs 5 \\
         --out results/boards/mnist_resnet20 --seeds 0 1 2
+    .venv/bin/python scripts/board_runs.py --dataset cifar10 --backbone resnet20 --epochs 40 \\
+        --out results/cifar10_resnet20 --lanes 1 --threads 2 --stop-at 21:00 --data-root DIR
+
+`--stop-at HH:MM` starts no training that would not finish by then (estimated from this board's log of
+earlier trainings of the same entry, else from its dense runs times the method's step ratio): on a machine
+lent until a fixed time an unfinished run is lost, and its CPU time is better spent on a run that fits.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -27,6 +37,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import DynBenchError, registry  # noqa: E402
+from bench.cli import parse_options  # noqa: E402
+from bench.matching import matched_run_changed  # noqa: E402
+from bench.records import code_hash, load_record, record_path  # noqa: E402
+from bench.train import make_spec, plugin_file  # noqa: E402
+
+# a method's training step relative to dense's (scripts/throughput.py, ResNet-20, 2026-12-02): sizes a run
+# that has no finished record of its own entry on this board yet
+DURATION_MARK = "# trained:"  # log.txt line: "# trained: method:preset seconds"
+STEP_RATIO = {"convnet_aig": 1.13, "skipnet": 1.24, "cosinegate": 1.60, "batch_shaping": 1.11, "midl": 1.47,
+              "random_gate": 1.03, "static_small": 1.0, "dense": 1.0}
 
 
 @dataclass(frozen=True)
@@ -63,7 +86,12 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", required=True, help="results folder of this board")
     parser.add_argument("--data-root", help="datasets folder (default $DYNBENCH_DATA)")
-    parser.add_argument("--lanes", type=int, default=2, help="runs in parallel, one thread each (default 2)")
+    parser.add_argument("--lanes", type=int, default=2, help="runs in parallel (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of each run (default 1; `--lanes 1 --threads 2` gives one run the whole machine)")
+    parser.add_argument("--stop-at", type=clock_time,
+                        help="HH:MM: start no training that would not finish by then (a machine lent until a fixed "
+                             "time loses an unfinished run); its length is estimated from this board's records")
     parser.add_argument("--only", nargs="*", help="method entries to run (default: every row)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -71,11 +99,40 @@ def main() -> int:
     log = open(out / "log.txt", "a", buffering=1)
     lock = threading.Lock()
     rows = [row for row in ROWS if not args.only or row.entry in args.only]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+
+    def too_late(method: str, preset: str, seed: int, options: tuple[str, ...]) -> str | None:
+        """Why this run is not started before `--stop-at` (None: start it): it has no current record and
+        its estimated length does not fit in the time left."""
+        if args.stop_at is None:
+            return None
+        try:
+            spec = make_spec(method, args.dataset, args.profile, seed, preset, backbone=args.backbone,
+                             method_options=parse_options(list(options)), epochs=args.epochs)
+        except DynBenchError:
+            return None  # `dynbench run` reports it
+        path = record_path(out, spec)
+        if path.exists():
+            record = load_record(path)
+            current = code_hash(plugin_file(registry.get_method(method)), plugin_file(registry.get_dataset(args.dataset)))
+            if record.code_hash == current and not matched_run_changed(record):
+                return None  # reused at once
+        needed = estimated_seconds(out, method, preset)
+        left = args.stop_at - time.time()
+        if needed is not None and needed > left:
+            return f"needs about {needed / 60:.0f} min, {max(left, 0) / 60:.0f} min left before --stop-at"
+        return None
 
     def run(entry: str, seed: int, *options: str) -> str | None:
         """One `dynbench run` (a control whose matched run was retrained is retrained by `run` itself);
         returns the record path."""
         method, _, preset = entry.partition(":")
+        late = too_late(method, preset or "default", seed, options)
+        if late:
+            with lock:
+                print(f"{time.strftime('%H:%M:%S')} {entry} {' '.join(options)} seed {seed}: not started ({late})",
+                      file=sys.stderr)
+            return None
         command = [sys.executable, "-m", "bench", "run", "--method", method, "--preset", preset or "default",
                    "--dataset", args.dataset, "--backbone", args.backbone, "--profile", args.profile,
                    "--epochs", str(args.epochs), "--seed", str(seed), "--results", str(out),
@@ -83,18 +140,18 @@ def main() -> int:
         if args.data_root:
             command += ["--data-root", args.data_root]
         started = time.time()
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         match = re.search(r"record: (\S+)", result.stdout)
         with lock:
             status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode})"
             print(f"{time.strftime('%H:%M:%S')} {entry} {' '.join(options)} seed {seed}: {status} "
                   f"in {time.time() - started:.0f}s", file=sys.stderr)
             log.write(" ".join(command) + "\n" + result.stdout + result.stderr[-2000:] + "\n")
+            if result.returncode == 0 and "trained in" in result.stdout:  # what --stop-at estimates from
+                log.write(f"{DURATION_MARK} {method}:{preset or 'default'} {time.time() - started:.0f}\n")
         record = match.group(1) if match and result.returncode == 0 else None
         if record is not None and args.lanes == 1 and method not in ("dense", "static_small"):
-            subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out)], cwd=ROOT,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+            subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out)], cwd=ROOT, env=env)
         return record
 
     def gated_with_controls(row: Row, seed: int) -> None:
@@ -118,6 +175,35 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out)], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0
+
+
+def clock_time(text: str) -> float:
+    """HH:MM today (tomorrow if that has passed) as a Unix time."""
+    try:
+        hours, minutes = (int(part) for part in text.split(":"))
+        moment = datetime.datetime.now().replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HH:MM, not {text!r}") from None
+    if moment < datetime.datetime.now():
+        moment += datetime.timedelta(days=1)
+    return moment.timestamp()
+
+
+def estimated_seconds(out: Path, method: str, preset: str) -> float | None:
+    """Wall time of training a run of this entry, from this board's log of earlier trainings (whole
+    `dynbench run` processes): the median of the same method and preset, else dense's times the method's
+    step ratio; None before any."""
+    walls: dict[str, list[float]] = {}
+    log = out / "log.txt"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if line.startswith(DURATION_MARK):
+            entry, seconds = line[len(DURATION_MARK):].split()
+            walls.setdefault(entry, []).append(float(seconds))
+    if f"{method}:{preset}" in walls:
+        return statistics.median(walls[f"{method}:{preset}"])
+    if "dense:default" in walls:
+        return statistics.median(walls["dense:default"]) * STEP_RATIO.get(method, max(STEP_RATIO.values()))
+    return None
 
 
 if __name__ == "__main__":
