@@ -24,8 +24,11 @@ class MNIST(DatasetPlugin):
     num_classes = 10
     backbone = "resnet20"
     # `quick` (make bench): a ResNet-8 on a fixed 2,000-image subset, 3 epochs of batch 32 (enough steps to learn)
+    # `standard`: 5 epochs, chosen on validation by results/sweeps/standard_schedules (dense ResNet-20, seeds 0-2:
+    # val 99.45 / 99.45 / 99.40 %, mean 99.43 % >= 99.4 %; the shortest candidate)
     profile_overrides = {"quick": {"backbone": "resnet8", "max_train_examples": 2000, "epochs": 3, "batch_size": 32,
-                                   "lr": 0.05}}
+                                   "lr": 0.05},
+                         "standard": {"epochs": 5}}
     mean = (0.1307,)  # published train-set values
     std = (0.3081,)
     crop_padding = 2  # small shifts only; no flips (digits are not mirror-symmetric)
