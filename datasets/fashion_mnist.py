@@ -31,8 +31,11 @@ class FashionMNIST(DatasetPlugin):
     num_classes = 10
     backbone = "resnet20"
     # `quick` (make bench): a ResNet-8 on a fixed 2,000-image subset, 3 epochs of batch 32 (enough steps to learn)
+    # `standard`: 5 epochs, chosen on validation by results/sweeps/standard_schedules (dense ResNet-20, seeds 0-2:
+    # val 92.45 / 92.45 / 92.57 %, mean 92.49 % >= 92.0 %; the shortest candidate)
     profile_overrides = {"quick": {"backbone": "resnet8", "max_train_examples": 2000, "epochs": 3, "batch_size": 32,
-                                   "lr": 0.05}}
+                                   "lr": 0.05},
+                         "standard": {"epochs": 5}}
     mean = (0.2860,)  # published train-set values
     std = (0.3530,)
     crop_padding = 2
