@@ -39,7 +39,6 @@ class _Cifar(DatasetPlugin):
     # `quick` (make bench): a ResNet-8 on a fixed 2,000-image subset, 3 epochs of batch 32 (enough steps to learn)
     # `standard`: the reference board's schedule (issue 17), 40 epochs: dense ResNet-20 seed 0 reached 90.78 % on
     # validation, and 30 epochs would replace it only at >= 91.0 % (results/sweeps/cifar10_schedule)
-    # (rule and runs: results/sweeps/cifar10_schedule)
     profile_overrides = {"quick": {"backbone": "resnet8", "max_train_examples": 2000, "epochs": 3, "batch_size": 32,
                                    "lr": 0.05},
                          "standard": {"epochs": 40}}

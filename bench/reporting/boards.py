@@ -362,6 +362,13 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
     config_of = dict(zip(runs["spec_hash"], runs["config"]))
     row_of = {row.config: row for row in rows.itertuples()}
     pairs: dict[tuple[str, str], tuple[dict[int, float], dict[int, float]]] = {}
+
+    def pair(gated_run: pd.Series, control_config: str, control_score: float, seed: int | None = None) -> None:
+        """One seed's (gated, control) scores for the pair of rows (seed: the gated run's own by default)."""
+        seed = int(gated_run["seed"]) if seed is None else seed
+        gated_scores, control_scores = pairs.setdefault((gated_run["config"], control_config), ({}, {}))
+        gated_scores[seed], control_scores[seed] = gated_run["score"], control_score
+
     # a control is any run that names the run it matches (random gates, and whatever control comes next), or
     # a static net sized by mac_budget alone
     is_control = runs["matches"].map(lambda m: isinstance(m, str)) | (runs["method"] == "static_small")
@@ -374,19 +381,15 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
         else:
             matched = [(seed, run) for seed, run in _matched_static_runs(runs, control) if seed == control["seed"]]
         for seed, gated_run in matched:
-            gated_scores, control_scores = pairs.setdefault((gated_run["config"], control["config"]), ({}, {}))
-            gated_scores[seed], control_scores[seed] = gated_run["score"], control["score"]
+            pair(gated_run, control["config"], control["score"], seed)
     for _, control in runs[runs["resolved_options"].map(_selects_at_random)].iterrows():
         for _, gated_run in _learned_twins(runs, control).iterrows():
-            gated_scores, control_scores = pairs.setdefault((gated_run["config"], control["config"]), ({}, {}))
-            gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], control["score"]
+            pair(gated_run, control["config"], control["score"])
     for _, reference in runs[runs["dense_form"].notna()].iterrows():  # a method against dense in its block form
         for _, gated_run in _same_form_runs(runs, reference).iterrows():
-            gated_scores, control_scores = pairs.setdefault((gated_run["config"], reference["config"]), ({}, {}))
-            gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], reference["score"]
+            pair(gated_run, reference["config"], reference["score"])
     for _, gated_run in runs[runs["all_on_score"].notna() & ~runs["method"].isin(CONTROL_METHODS)].iterrows():
-        gated_scores, control_scores = pairs.setdefault((gated_run["config"], ALL_ON), ({}, {}))
-        gated_scores[int(gated_run["seed"])], control_scores[int(gated_run["seed"])] = gated_run["score"], gated_run["all_on_score"]
+        pair(gated_run, ALL_ON, gated_run["all_on_score"])
     comparisons = []
     for (gated_config, control_config), (gated_scores, control_scores) in pairs.items():
         result = paired_comparison(gated_scores, control_scores)
