@@ -16,7 +16,9 @@ Losses (§5.4): CE + λ_cons·consistency + FLOPs.
 - consistency: MSE between L2-normalised vec(s + F) (the fully executed block) and L2-normalised
   vec(y), per block; mean over blocks (`cons_blocks=all`, [PROPOSED] fix) or the last block only
   (`last`, the notebook's loop overwrite). `cons_type=input_noise` instead penalises ‖f(x) − f(x+ε)‖²
-  on the logits, ε ~ N(0, 0.01²) [PROPOSED].
+  on the logits, ε ~ N(0, 0.01²) [PROPOSED]. In a no_act block the term comes from the per-sample |s|, |r|,
+  ⟨s, r⟩ that the training CIR reduces anyway (no extra pass over the maps; the map form where the residual
+  nearly cancels the shortcut).
 - FLOPs: r = mean over blocks of the batch-mean soft g; L_F = λ_F·π(e)·max(0, r − r*)², π(e) =
   min(1, (e/E)/0.16) (`flops_ramp_fraction`, e the 0-based epoch of E): the notebook's min(1, e/40) over its
   250 epochs, as a fraction of the run so that short runs get the compute term too (in absolute epochs
@@ -50,13 +52,14 @@ from bench.gating.gates import GateTrace, full_precision, gumbel_sigmoid, record
 from bench.measure.macs import count_macs, unit_table
 from bench.method import Method, StepContext
 from bench.registry import register_method
-from bench.gating.wrappers import BlockGate, UnitSpec, dense_copy, gated_units
+from bench.gating.wrappers import COMPOSITIONS, BlockGate, UnitSpec, dense_copy, gated_units
 
 SCALE_INIT = -2.2  # s_b [code]
 PREDICTOR_WEIGHT = 0.1  # cosinegate_r: 0.1·MSE(q(x), sg(CIR)) (§5.6)
 NOISE_STD = 0.01  # cons_type=input_noise (§5.4)
 NORM_EPS = 1e-8
 NORMALIZE_EPS = 1e-12  # F.normalize's
+CANCELLATION = 1e-3  # |s + r|² below this share of |s|² + |r|²: the consistency term is computed on the maps
 RAMP_FRACTION = 40 / 250  # the notebook ramps λ_F over 40 of its 250 epochs (§5.4, §5.5)
 OPERATING_POINTS = {"balanced": {}, "aggressive": {"target": 0.60, "flops_weight": 5.0},
                     "conservative": {"target": 0.90, "flops_weight": 1.0}}  # §5.5; aggressive/conservative [PROPOSED]
@@ -70,14 +73,21 @@ def cosine_incompatibility(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return 1 - (dot / norms.clamp(min=NORM_EPS)).flatten()
 
 
-def cosine_incompatibility_fast(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """The same CIR from per-sample reductions in the maps' own memory layout (`flatten` copies an NHWC map,
-    and bmm over N single vectors is slow). Training only: eval, where MACs are counted, keeps the bmm form
-    that fvcore counts."""
+def branch_reductions(s: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample |s|, |r| and ⟨s, r⟩, reduced in the maps' own memory layout (`flatten` copies an NHWC map,
+    and bmm over N single vectors is slow)."""
     dims = tuple(range(1, s.dim()))
-    dot = (s * r).sum(dims)
-    norms = torch.linalg.vector_norm(s, dim=dims) * torch.linalg.vector_norm(r, dim=dims)
-    return 1 - dot / norms.clamp(min=NORM_EPS)
+    return torch.linalg.vector_norm(s, dim=dims), torch.linalg.vector_norm(r, dim=dims), (s * r).sum(dims)
+
+
+def incompatibility(norm_s: torch.Tensor, norm_r: torch.Tensor, dot: torch.Tensor) -> torch.Tensor:
+    return 1 - dot / (norm_s * norm_r).clamp(min=NORM_EPS)
+
+
+def cosine_incompatibility_fast(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The same CIR from per-sample reductions. Training only: eval, where MACs are counted, keeps the bmm
+    form that fvcore counts."""
+    return incompatibility(*branch_reductions(s, r))
 
 
 class CosineIncompatibility(nn.Module):
@@ -87,6 +97,11 @@ class CosineIncompatibility(nn.Module):
         if mask is not None:
             s, r = s * mask, r * mask
         return cosine_incompatibility_fast(s, r) if self.training else cosine_incompatibility(s, r)
+
+    def with_reductions(self, s: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Training CIR of unmasked maps, and the reductions it came from (the consistency term reuses them)."""
+        reductions = branch_reductions(s, r)
+        return incompatibility(*reductions), reductions
 
 
 class CosineGateModule(nn.Module):
@@ -120,9 +135,13 @@ class CosineGateModule(nn.Module):
         return self.decide(pooled, self.predicted_cir(pooled))
 
     def from_branch(self, x: torch.Tensor, s: torch.Tensor, r: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Decision from the true CIR of (s(x), F(x)); padded positions (text `mask`) excluded."""
+        """Decision from the true CIR of (s(x), F(x)); padded positions (text `mask`) excluded. In training on
+        unmasked maps, the reductions behind the CIR stay in the scratch as `reductions`."""
         pooled = self.pool(x)
-        cir = self.cir(s, r, mask)
+        if self.training and mask is None:
+            cir, self.scratch["reductions"] = self.cir.with_reductions(s, r)
+        else:
+            cir = self.cir(s, r, mask)
         if self.predictor is not None and self.training:
             self.scratch.update(cir=cir, cir_predicted=self.predicted_cir(pooled))
         return self.decide(pooled, cir)
@@ -131,7 +150,10 @@ class CosineGateModule(nn.Module):
 class CosineBlock(BlockGate):
     """y = compose(s(x), F(x), g), g from the CIR of the computed branch. Faithful: the branch always
     runs, so the physically skipping execution is the masked one. Realizable at eval: a plain block
-    gate on x (the branch is skipped for real)."""
+    gate on x (the branch is skipped for real). In training it leaves its consistency term in the gate's
+    scratch unless `keeps_consistency` is off (`cons_type=input_noise`)."""
+
+    keeps_consistency = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate.predictor is not None and not self.training:
@@ -140,7 +162,16 @@ class CosineBlock(BlockGate):
         g = full_precision(self.gate.from_branch, x, s, r, self.block.context.mask)
         record(self.name, g)
         y = self.compose.mixed(s, r, g.view(-1, *[1] * (r.dim() - 1)), self.act)
-        self.gate.scratch.update(full=self.compose.full(s, r, self.act), gated=y)
+        reductions = self.gate.scratch.pop("reductions", None)
+        if self.training and self.keeps_consistency:  # from the CIR's reductions where they suffice
+            term = (no_act_consistency(*reductions, g, r[0].numel())
+                    if reductions is not None and self.compose is COMPOSITIONS["no_act"] else None)
+            if term is None:
+                term = normalized_mse(self.compose.full(s, r, self.act), y)
+            self.gate.scratch["consistency"] = term
+        if y.requires_grad and y.dim() == 4 and not y.is_contiguous() and y.is_contiguous(memory_format=torch.channels_last):
+            y.register_hook(channels_last)  # without a ReLU after the addition, the gradient keeps the layout the
+            # next block's pooling gave it (NCHW), and batch norm's backward runs several times slower on it
         return y
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
@@ -153,10 +184,31 @@ class CosineBlock(BlockGate):
         return UnitSpec(self.name, self.kind, (), (self.gate, self.block.first, self.block.second), 1)
 
 
-def consistency_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]], blocks: str = "all") -> torch.Tensor:
-    """Mean over blocks (or the last block) of MSE(normalise(vec full), normalise(vec gated)) (§5.4)."""
-    terms = [normalized_mse(full, gated) for full, gated in pairs]
+def channels_last(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
+
+
+def consistency_loss(terms: list[torch.Tensor], blocks: str = "all") -> torch.Tensor:
+    """Mean over blocks (or the last block) of the per-block MSE(normalise(vec full), normalise(vec gated)) (§5.4)."""
     return terms[-1] if blocks == "last" else torch.stack(terms).mean()
+
+
+def no_act_consistency(norm_s: torch.Tensor, norm_r: torch.Tensor, dot: torch.Tensor, g: torch.Tensor,
+                       per_sample_size: int) -> torch.Tensor | None:
+    """`normalized_mse(s + r, s + g·r)` from the per-sample |s|, |r|, ⟨s, r⟩ the CIR already computed (a
+    no_act block), with no pass over the maps forward or backward: |s + r|² = |s|² + 2⟨s,r⟩ + |r|²,
+    |s + g·r|² = |s|² + 2g⟨s,r⟩ + g²|r|², ⟨s + r, s + g·r⟩ = |s|² + (1 + g)⟨s,r⟩ + g|r|². None where the
+    residual nearly cancels the shortcut for some sample (a norm below 1/30 of its parts' norm): there these
+    sums lose the digits the map form keeps."""
+    ss, rr = norm_s ** 2, norm_r ** 2
+    full = ss + 2 * dot + rr
+    gated = ss + 2 * g * dot + g * g * rr
+    if bool((full < CANCELLATION * (ss + rr)).any() | (gated < CANCELLATION * (ss + g * g * rr)).any()):
+        return None
+    m_full, m_gated = full.clamp(min=NORMALIZE_EPS ** 2), gated.clamp(min=NORMALIZE_EPS ** 2)
+    cross = ss + (1 + g) * dot + g * rr
+    per_sample = full / m_full + gated / m_gated - 2 * cross / (m_full.sqrt() * m_gated.sqrt())
+    return per_sample.sum() / (len(g) * per_sample_size)
 
 
 def normalized_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -218,7 +270,9 @@ class CosineGate(Method):
 
         def make(name: str, block: ResidualBlock) -> CosineBlock:
             gate = CosineGateModule(name, block.pool, in_width(block), c["tau"], c["threshold"], c["realizable"])
-            return CosineBlock(block, gate, name, c["composition"])
+            unit = CosineBlock(block, gate, name, c["composition"])
+            unit.keeps_consistency = c["cons_type"] == "gated_vs_full"
+            return unit
 
         return gate_blocks(backbone, self.name, make)
 
@@ -231,8 +285,8 @@ class CosineGate(Method):
             losses["cir_predictor"] = PREDICTOR_WEIGHT * torch.stack(
                 [F.mse_loss(q, target.detach()) for q, target in zip(predicted, cir)]).mean()
         if c["cons_type"] == "gated_vs_full":
-            pairs = list(zip(live_values(model, "full").values(), live_values(model, "gated").values()))
-            losses["consistency"] = c["cons_weight"] * consistency_loss(pairs, c["cons_blocks"])
+            terms = list(live_values(model, "consistency").values())  # per block, in block order
+            losses["consistency"] = c["cons_weight"] * consistency_loss(terms, c["cons_blocks"])
         else:  # a second forward pass: after the terms above, which read this step's gate values
             if not step.inputs.is_floating_point():
                 raise DynBenchError(f"{self.name}: cons_type=input_noise needs float inputs (not token ids)")

@@ -71,8 +71,9 @@ def test_consistency_loss_matches_a_hand_computation() -> None:
     consistency = plugin("cosinegate").consistency_loss
     # normalise([3, 4]) = [0.6, 0.8], normalise([3, 0]) = [1, 0]: MSE = (0.4² + 0.8²) / 2 = 0.4
     pairs = [(torch.tensor([[3.0, 4.0]]), torch.tensor([[3.0, 0.0]])), (torch.tensor([[1.0, 1.0]]), torch.tensor([[2.0, 2.0]]))]
-    torch.testing.assert_close(consistency(pairs, "all"), torch.tensor(0.2))
-    torch.testing.assert_close(consistency(pairs, "last"), torch.tensor(0.0))
+    terms = [plugin("cosinegate").normalized_mse(full, gated) for full, gated in pairs]
+    torch.testing.assert_close(consistency(terms, "all"), torch.tensor(0.2))
+    torch.testing.assert_close(consistency(terms, "last"), torch.tensor(0.0))
 
 
 def test_flops_loss_matches_a_hand_computation() -> None:
@@ -254,3 +255,79 @@ def test_the_gate_uses_the_counted_cir_at_eval_and_the_fast_one_in_training(monk
     cir.eval()(s, r, None)
     cir.train()(s, r, None)
     assert calls == ["bmm"]
+
+
+def test_the_no_act_consistency_from_the_cir_reductions_equals_the_map_form() -> None:
+    """A no_act block's consistency term comes from the |s|, |r|, <s, r> the CIR already reduced: same value
+    and gradients (maps and gates) as normalized_mse(s + r, s + g·r), gates 0 and 1 included; None where the
+    residual cancels the shortcut (the sums would lose the digits the maps keep)."""
+    module = plugin("cosinegate")
+    torch.manual_seed(0)
+    s, r = (torch.randn(6, 8, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_() for _ in range(2))
+    g = torch.tensor([0.0, 1.0, 0.3, 0.7, 0.5, 0.05], requires_grad=True)
+    fast = module.no_act_consistency(*module.branch_reductions(s, r), g, s[0].numel())
+    fast_grads = torch.autograd.grad(fast, (s, r, g))
+    maps = module.normalized_mse(s + r, s + g.view(-1, 1, 1, 1) * r)
+    map_grads = torch.autograd.grad(maps, (s, r, g))
+    torch.testing.assert_close(fast, maps)
+    for fast_grad, map_grad in zip(fast_grads, map_grads):
+        torch.testing.assert_close(fast_grad, map_grad, rtol=1e-4, atol=1e-6)
+    cancelling = (-s).detach() + 1e-3 * torch.randn_like(s)
+    assert module.no_act_consistency(*module.branch_reductions(s, cancelling), g, s[0].numel()) is None
+
+
+@pytest.mark.parametrize("composition", ["no_act", "aig"])
+def test_a_training_step_has_the_consistency_of_the_map_form(composition: str, monkeypatch) -> None:
+    """Whole model: the loss from the reductions (no_act) or the maps (aig) equals the map form in value and
+    parameter gradients, with the same Gumbel draws."""
+    module = plugin("cosinegate")
+    method, model = built("cosinegate", "resnet_cifar", composition=composition)
+    mix_gates(model)
+    x = model.example_input(8)
+
+    def consistency_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(1)
+        model.zero_grad()
+        context, _ = step_context(model, x)
+        loss = method.extra_losses(model, context)["consistency"]
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    from_sums = []
+    original = module.no_act_consistency
+    monkeypatch.setattr(module, "no_act_consistency", lambda *args: from_sums.append(original(*args)) or from_sums[-1])
+    loss, grads = consistency_and_grads()
+    assert len(from_sums) == (3 if composition == "no_act" else 0) and None not in from_sums
+    monkeypatch.setattr(module, "no_act_consistency", lambda *args: None)  # every block on the maps
+    map_loss, map_grads = consistency_and_grads()
+    assert loss > 0
+    torch.testing.assert_close(loss, map_loss)
+    assert len(grads) == len(map_grads)
+    for grad, map_grad in zip(grads, map_grads):
+        torch.testing.assert_close(grad, map_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_input_noise_consistency_leaves_no_per_block_term() -> None:
+    method, model = built("cosinegate", "resnet_cifar", cons_type="input_noise")
+    step_context(model, model.example_input(4))
+    assert not any("consistency" in unit.gate.scratch for unit in gated_units(model))
+
+
+def test_a_no_act_block_hands_on_channels_last_gradients() -> None:
+    """Without a ReLU after the addition nothing restores the layout of the gradient the next block's pooling
+    gives (NCHW); the block turns it back, so its batch norms run their channels-last backward."""
+    method, model = built("cosinegate", "resnet_cifar")
+    model = model.to(memory_format=torch.channels_last)
+    layouts = []
+
+    def spy(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        output.register_hook(lambda grad: layouts.append(grad.is_contiguous(memory_format=torch.channels_last)))
+        return output
+
+    for unit in gated_units(model):
+        unit.block.second.register_forward_hook(spy)
+    x = model.example_input(4).contiguous(memory_format=torch.channels_last)
+    context, _ = step_context(model, x)
+    (context.per_sample_loss.mean() + sum(method.extra_losses(model, context).values())).backward()
+    assert layouts and all(layouts)
