@@ -1,4 +1,5 @@
-"""Dense ResNet-20 training throughput against the fp32 matmul ceiling (issue 17). Run: `make bench-perf`.
+"""Dense ResNet-20 training throughput against the fp32 matmul ceiling, and each gating method's train step
+against dense's (issue 17). Run: `make bench-perf`.
 
 Synthetic CIFAR-10-shaped batches of 128, SGD steps, 2 intra-op threads (the machine's cores), the
 ceiling a 2048x2048 fp32 matrix product measured in the same process. A loaded machine lowers both.
@@ -59,3 +60,37 @@ def test_bf16_autocast_pays_only_on_a_cpu_with_native_bf16() -> None:
     print(f"\nbf16 autocast / fp32 training throughput: {ratio:.2f}x ({bf16.images_per_second:.0f} vs "
           f"{fp32.images_per_second:.0f} images/s); the training loop {'warns' if warned else 'does not warn'}")
     assert ratio < 1.0 if warned else ratio >= BF16_SPEEDUP_TARGET
+
+
+STEP_RATIO_TARGET = 1.3  # a gating method's train step over dense's (issue 17)
+METHOD_ENTRIES = ["convnet_aig", "skipnet", "cosinegate", "cosinegate:realizable", "batch_shaping", "midl",
+                  "random_gate"]
+
+
+@pytest.mark.parametrize("entry", METHOD_ENTRIES)
+def test_a_methods_train_step_costs_at_most_1_3_dense_steps(benchmark, entry: str) -> None:  # noqa: ANN001
+    """ResNet-20, batch 128, channels-last, one thread: the method's full training step (its extra losses
+    included) against dense's, the two interleaved so that load drift hits both."""
+    import copy
+
+    from bench import registry
+    from bench.measure.latency import interleaved_medians
+
+    name, _, preset = entry.partition(":")
+    registry.discover()
+    method = registry.get_method(name)(preset or "default")
+    torch.manual_seed(0)
+    dense = build_backbone("resnet20", (3, 32, 32), 10).to(memory_format=torch.channels_last)
+    gated = method.build(copy.deepcopy(dense)).to(memory_format=torch.channels_last)
+    inputs, targets = synthetic_batch((3, 32, 32), 10, TRAIN_BATCH)
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    steps = {"dense": make_train_step(dense, inputs, targets), entry: make_train_step(gated, inputs, targets, method)}
+    with fixed_threads(1):
+        medians = interleaved_medians(steps, 6, 2)
+        benchmark.pedantic(steps[entry], rounds=2, iterations=1)
+    ratio = medians[entry] / medians["dense"]
+    benchmark.extra_info.update(threads=1, batch_size=TRAIN_BATCH, dense_seconds=medians["dense"],
+                                method_seconds=medians[entry], step_ratio=ratio, target=STEP_RATIO_TARGET)
+    print(f"\n{entry} train step / dense, ResNet-20, batch {TRAIN_BATCH}, 1 thread: {ratio:.2f}x "
+          f"({medians[entry]:.3f} vs {medians['dense']:.3f} s; target <= {STEP_RATIO_TARGET})")
+    assert ratio <= STEP_RATIO_TARGET
