@@ -169,9 +169,9 @@ class CosineBlock(BlockGate):
             if term is None:
                 term = normalized_mse(self.compose.full(s, r, self.act), y)
             self.gate.scratch["consistency"] = term
-        if y.requires_grad and y.dim() == 4 and not y.is_contiguous() and y.is_contiguous(memory_format=torch.channels_last):
-            y.register_hook(channels_last)  # without a ReLU after the addition, the gradient keeps the layout the
-            # next block's pooling gave it (NCHW), and batch norm's backward runs several times slower on it
+        if y.requires_grad and is_channels_last(y):  # without a ReLU after the addition, y's gradient keeps the
+            y.register_hook(channels_last)  # layout the next block's pooling gave it (NCHW): batch norm's backward
+            # and the gradient sums run several times slower on it
         return y
 
     def pruned(self, decision: torch.Tensor) -> nn.Module:
@@ -182,6 +182,10 @@ class CosineBlock(BlockGate):
             return super().unit()
         # §5.6: the gate reads F(x), so the whole branch runs for every sample: overhead, not a scaled unit
         return UnitSpec(self.name, self.kind, (), (self.gate, self.block.first, self.block.second), 1)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def channels_last(grad: torch.Tensor) -> torch.Tensor:
