@@ -21,9 +21,10 @@ from bench.reporting.tables import write_tables
 def fake_record(method: str, seed: int, accuracy: float, macs: float, dense: int = 1000,
                 rates: dict[str, float] | None = None, *, val: float | None = None, backbone: str = "resnet8",
                 profile: str = "standard", dataset: str = "digits", options: dict | None = None,
-                macs_std: float = 0.0, extra_metrics: dict | None = None, preset: str = "default") -> RunRecord:
-    spec = RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, profile=profile, epochs=1,
-                   method_options=options or {}, preset=preset)
+                macs_std: float = 0.0, extra_metrics: dict | None = None, preset: str = "default",
+                spec: RunSpec | None = None) -> RunRecord:
+    spec = spec or RunSpec(method=method, dataset=dataset, backbone=backbone, seed=seed, profile=profile, epochs=1,
+                           method_options=options or {}, preset=preset)
     return RunRecord(
         spec=spec.to_dict(), spec_hash=spec.hash, code_hash="x", seeds={"init": seed},
         data={"source": "bundled", "test": 360, "test_used": 360, "train_used": 1000}, curve=[], train_seconds=2.0,
@@ -112,6 +113,31 @@ def test_a_sweep_board_ranks_and_chooses_on_validation_and_hides_unreported_test
     assert page.count("(not reported)") == 3
     assert board["score_mean"].isna().tolist() == [False, True, True, True]  # nor in the board's CSV
     assert main(["tables", "--results", str(results_dir), "--select-on", "val"]) == 0
+
+
+def test_a_sweep_of_training_recipes_reports_test_only_for_the_recipe_its_profile_adopted(results_dir):
+    """Candidates that differ in lr are boards of their own; the profile's recipe of today is the reported one.
+    Fails if test chose: the unadopted candidates have the higher test scores."""
+    import dataclasses
+
+    from bench.train import make_spec
+
+    for seed in (0, 1):
+        adopted = make_spec("dense", "digits", "standard", seed=seed)
+        save(results_dir, fake_record("dense", seed, 0.91, 1000, val=0.97, spec=adopted))
+        for lr, test in ((0.05, 0.99), (0.01, 0.98)):
+            candidate = dataclasses.replace(adopted, lr=lr)
+            save(results_dir, fake_record("dense", seed, test, 1000, val=0.95, spec=candidate))
+    write_tables(results_dir, select_on="val")
+    pages = [path.read_text() for path in results_dir.glob("digits/*/leaderboard.md")]
+    adopted_pages = [page for page in pages if "test accuracy 91.00" in page]
+    assert len(pages) == 3 and len(adopted_pages) == 1
+    assert "test accuracy 91.00" in adopted_pages[0] and "(not reported)" not in adopted_pages[0]
+    for page in [page for page in pages if page not in adopted_pages]:
+        assert "99.00" not in page and "98.00" not in page
+        assert "test not reported: a candidate recipe its profile did not adopt" in page and "(not reported)" in page
+    write_tables(results_dir)  # an ordinary board (no sweep) reports every run's test score
+    assert any("99.00" in path.read_text() for path in results_dir.glob("digits/*/leaderboard.md"))
 
 
 def test_a_gate_on_for_all_inputs_makes_the_row_static(results_dir):

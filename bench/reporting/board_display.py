@@ -49,7 +49,10 @@ def _front_cell(row: pd.Series, rows: pd.DataFrame, use_val: bool) -> str:
 
 def reported_ranks(board: Board) -> set[int]:
     """In a sweep board, the rows whose test score is shown: the row chosen on validation ('Best') and rows
-    run as named presets without extra options (the configurations reported elsewhere)."""
+    run as named presets without extra options (the configurations reported elsewhere); none on the board of a
+    candidate recipe that its profile did not adopt (a sweep of training settings)."""
+    if board.unadopted:
+        return set()
     ranks = {int(row["rank"]) for _, row in board.rows.iterrows()
              if row["preset"] != "default" and "[" not in row["entry"] and " @ " not in row["entry"]}
     best = board.best
@@ -91,14 +94,18 @@ def comparisons_frame(board: Board) -> pd.DataFrame:
     })
 
 
-def best_line(board: Board, link: str | None = None) -> str:
+def best_line(board: Board, link: str | None = None, select_on: str | None = None) -> str:
     best = board.best
     where = f" — [board]({link})" if link else ""
     if best is None:
         return f"Best: none at or below dense MACs{where}"
-    return (f"Best (chosen on validation, at ≤ dense MACs): **{best['entry']}** — test {best['metric']} "
-            f"{best['score'].format(100, bounds=SCORE_BOUNDS)} % (n = {best['seeds']}), {_pct(best['mac_saving'])} % MAC saving vs "
-            f"dense, {input_dependence_label(best).replace('**', '')}{where}")
+    if select_on == "val" and int(best["rank"]) not in reported_ranks(board):
+        score = (f"val {best['metric']} {best['val'].format(100, bounds=SCORE_BOUNDS)} % (test not reported: a candidate "
+                 "recipe its profile did not adopt)")
+    else:
+        score = f"test {best['metric']} {best['score'].format(100, bounds=SCORE_BOUNDS)} %"
+    return (f"Best (chosen on validation, at ≤ dense MACs): **{best['entry']}** — {score} (n = {best['seeds']}), "
+            f"{_pct(best['mac_saving'])} % MAC saving vs dense, {input_dependence_label(best).replace('**', '')}{where}")
 
 
 def notes() -> list[str]:

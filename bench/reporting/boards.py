@@ -19,7 +19,7 @@ from bench import DynBenchError, registry
 from bench.gating.gate_stats import ALWAYS_OFF, ALWAYS_ON
 from bench.records import RunRecord, code_hash, load_record
 from bench.reporting.stats import dominators, paired_comparison, strongest_dominator, t_interval
-from bench.train import plugin_file
+from bench.train import make_spec, plugin_file
 
 PROFILE_ORDER = {"paper": 0, "standard": 1, "quick": 8, "smoke": 9}  # longest first; unknown profiles in between
 SMOKE_CHECK_PROFILES = ("quick",)  # published, but labelled as a smoke check of the code, not a result
@@ -180,6 +180,28 @@ def _resolved_options(spec: dict) -> str | None:
     return json.dumps(options, sort_keys=True, default=str)
 
 
+RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "max_train_examples", "max_val_examples",
+               "max_test_examples", "precision")
+
+
+def follows_profile(spec: dict[str, Any]) -> bool:
+    """Whether a run trained with its profile's recipe as its dataset resolves that profile today (no per-run
+    training overrides, and the dataset's own backbone options when it runs the dataset's backbone): in a sweep
+    of recipes the candidates off it are not the reported runs. A spec that no longer resolves (a plugin or
+    preset gone) counts as following."""
+    try:
+        own = make_spec(spec["method"], spec["dataset"], spec["profile"], seed=spec["seed"], preset=spec["preset"],
+                        backbone=spec["backbone"], method_options=spec.get("method_options"),
+                        backbone_options=spec.get("backbone_options"))
+        default = make_spec(spec["method"], spec["dataset"], spec["profile"], method_options=spec.get("method_options"),
+                            preset=spec["preset"])
+    except (DynBenchError, KeyError, TypeError, ValueError):
+        return True
+    same_backbone_options = (default.backbone != spec["backbone"]
+                             or default.backbone_options == spec.get("backbone_options", {}))
+    return same_backbone_options and all(getattr(own, key) == spec.get(key, getattr(own, key)) for key in RECIPE_KEYS)
+
+
 def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
     """One run as a flat row; raises KeyError/TypeError/ValueError on a malformed record."""
     spec, metrics = record.spec, record.metrics
@@ -210,6 +232,7 @@ def run_row(record: RunRecord, by_hash: dict[str, RunRecord]) -> dict:
         "stale": is_stale(record) or _matched_changed(record, by_hash), "device": record.hardware.get("device", "?"),
         "all_on_score": _all_on_score(metrics, primary), "zero_loss_terms": ", ".join(metrics.get("zero_loss_terms") or []),
         "resolved_options": _resolved_options(spec), "dense_form": dense_reference_form(spec),
+        "follows_profile": follows_profile(spec),
         "gated": shares is not None,
         "share_on": shares[0] if shares else math.nan, "share_conditional": shares[1] if shares else math.nan,
         "share_off": shares[2] if shares else math.nan, "static": shares[3] if shares else True,
@@ -240,6 +263,8 @@ class Board:
     comparisons: pd.DataFrame
     folder: str  # relative to the results folder
     has_dense: bool
+    unadopted: bool = False  # a candidate recipe of a sweep that its profile did not adopt (`mark_unadopted`)
+    variant: str = ""  # what sets it apart from the boards that would share its folder (`_assign_folders`)
 
     @property
     def kind(self) -> str:
@@ -250,7 +275,8 @@ class Board:
     def title(self) -> str:
         s = self.setting
         test_n = "?" if s["test_examples"] is None or pd.isna(s["test_examples"]) else f"{int(s['test_examples']):,}"
-        return f"{s['dataset']} · {s['backbone']} · {s['profile']} profile · {s['epochs']} epochs · test n {test_n}"
+        variant = f" · {self.variant}" if self.variant else ""
+        return f"{s['dataset']} · {s['backbone']} · {s['profile']} profile · {s['epochs']} epochs · test n {test_n}{variant}"
 
     @property
     def best(self) -> pd.Series | None:
@@ -282,7 +308,23 @@ def build_boards(runs: pd.DataFrame) -> list[Board]:
     boards.sort(key=lambda b: (b.setting["dataset"], profile_order(b.setting["profile"]), -int(b.setting["epochs"]),
                                b.setting["backbone"], -(b.setting["test_examples"] or 0)))
     _assign_folders(boards)
+    mark_unadopted(boards)
     return boards
+
+
+def mark_unadopted(boards: list[Board]) -> None:
+    """A sweep of training recipes gives one board per recipe for the same dataset, backbone and profile; the
+    boards whose runs did not use the recipe that profile resolves to today (`follows_profile`) lost it.
+    A board without such siblings is left alone (its runs may simply predate a profile change)."""
+    def group(board: Board) -> tuple:
+        return board.setting["dataset"], board.setting["backbone"], board.setting["profile"]
+
+    sizes: dict[tuple, int] = {}
+    for board in boards:
+        sizes[group(board)] = sizes.get(group(board), 0) + 1
+    for board in boards:
+        follows = "follows_profile" not in board.runs or bool(board.runs["follows_profile"].all())
+        board.unadopted = sizes[group(board)] > 1 and not follows
 
 
 def _assign_folders(boards: list[Board]) -> None:
@@ -296,10 +338,23 @@ def _assign_folders(boards: list[Board]) -> None:
             base = f"{s['profile']}/{base}"
         taken[base] = taken.get(base, 0) + 1
         board.folder = base
+    groups: dict[str, list[Board]] = {}
     for board in boards:
-        if taken[board.folder] > 1:
+        groups.setdefault(board.folder, []).append(board)
+    for group in (g for g in groups.values() if len(g) > 1):
+        differing = [key for key in SETTING_KEYS if len({str(b.setting[key]) for b in group}) > 1]
+        for board in group:
             digest = hashlib.sha256(json.dumps(board.setting, sort_keys=True, default=str).encode()).hexdigest()[:6]
             board.folder = f"{board.folder}_{digest}"
+            board.variant = ", ".join(f"{key.replace('_', ' ')} {_setting_text(board.setting[key])}" for key in differing)
+
+
+def _setting_text(value: Any) -> str:
+    """A setting value for a title: backbone options as `k=v` pairs, numbers as written."""
+    if isinstance(value, str) and value.startswith("{"):
+        options = json.loads(value)
+        return " ".join(f"{k}={v}" for k, v in options.items()) or "(none)"
+    return "?" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _dense_macs(runs: pd.DataFrame) -> tuple[float, bool]:

@@ -114,7 +114,7 @@ def write_report(path: Path, boards: "list[Board]", figures: dict[str, dict[str,
         anchor = html.escape(board.folder.replace("/", "-"))
         images = "".join(_image(figure, f"{board.title} {name}") for name, figure in figures.get(board.folder, {}).items())
         kind = "" if board.kind == "result" else f" <small>({html.escape(board.kind)}, not a result)</small>"
-        best = html.escape(best_line(board).replace("**", ""))
+        best = html.escape(best_line(board, select_on=select_on).replace("**", ""))
         sections.append(f'<section id="{anchor}"><h2>{html.escape(board.title)}{kind}</h2><p>{best}</p>'
                         f'{_table(board, select_on, latency or [])}{_comparisons(board)}{_latency(board, latency or [])}'
                         f'{images}</section>')

@@ -73,7 +73,7 @@ def board_markdown(board: Board, select_on: str | None, figures: list[LatencyFig
         parts += ["Sweep board: ranked and chosen on validation; the test column is shown only for the row chosen "
                   "('Best') and for named presets.", ""]
     line = noise_line(board, noise)
-    parts += [best_line(board), ""] + ([line, ""] if line else [])
+    parts += [best_line(board, select_on=select_on), ""] + ([line, ""] if line else [])
     if not board.has_dense:
         parts += ["This board has no dense row: MAC savings are against the backbone's counted dense MACs "
                   "(from the records), and no dense score is shown to compare with.", ""]
@@ -130,7 +130,7 @@ def index_markdown(own: list[Board], nested: list[tuple[str, Board]], select_on:
             label = " — *smoke check, not a result*" if board.kind == "smoke check" else ""
             stale = " — *stale: every row was made by older code; rerun to refresh*" if all_stale(board) else ""
             lines += [f"### [{board.title}]({link}){label}" + (f" (`{source}/`)" if source else "") + stale, "",
-                      best_line(board), ""]
+                      best_line(board, select_on=select_on if not source else None), ""]
             if board.setting["backbone"] not in inlined and board.kind == "result":
                 lines += [compact_frame(board, select_on if not source else None).to_markdown(index=False), ""]
                 inlined.add(board.setting["backbone"])
