@@ -47,10 +47,12 @@ class IMDB(DatasetPlugin):
     profile_overrides = {"quick": {"backbone_options": {"width": 32, "embed_dim": 32}, "epochs": 3, "optimizer": "adamw",
                                    "max_train_examples": 2000, "batch_size": 64,
                                    "lr": 4e-3, "weight_decay": 1e-4},
-                         # SGD at lr 0.1 does not learn here (loss 13.4 after one epoch, chance accuracy); chosen on
-                         # validation (results/sweeps/profile_choice, dense seed 0, mirror sample): AdamW lr 3e-3 for
-                         # 4 epochs, val 81.0 % (lr 1e-3: 73.8 %; width 64 for 6 epochs: 76.6 %); later epochs overfit
-                         **{profile: {"epochs": 4, "optimizer": "adamw", "lr": 3e-3} for profile in ("standard", "paper")}}
+                         # SGD at lr 0.1 does not learn here (loss 13.4 after one epoch, chance accuracy). AdamW lr 3e-3
+                         # for 4 epochs (results/sweeps/profile_choice, val 81.0 % at seed 0; later epochs overfit),
+                         # then batch 32 instead of 128: 3-seed validation mean 82.7 % against 79.0 %
+                         # (results/sweeps/imdb_standard, its pre-registered rule; half-width nets scored lower)
+                         **{profile: {"epochs": 4, "optimizer": "adamw", "lr": 3e-3, "batch_size": 32}
+                            for profile in ("standard", "paper")}}
     options = ("vocab_size", "max_length")
     vocab_size = VOCAB_SIZE  # including padding and unknown
     max_length = MAX_LENGTH  # tokens per review after truncation/padding
