@@ -9,6 +9,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,9 +320,7 @@ def mark_unadopted(boards: list[Board]) -> None:
     def group(board: Board) -> tuple:
         return board.setting["dataset"], board.setting["backbone"], board.setting["profile"]
 
-    sizes: dict[tuple, int] = {}
-    for board in boards:
-        sizes[group(board)] = sizes.get(group(board), 0) + 1
+    sizes = Counter(group(board) for board in boards)
     for board in boards:
         follows = "follows_profile" not in board.runs or bool(board.runs["follows_profile"].all())
         board.unadopted = sizes[group(board)] > 1 and not follows
@@ -330,13 +329,11 @@ def mark_unadopted(boards: list[Board]) -> None:
 def _assign_folders(boards: list[Board]) -> None:
     """`<dataset>/<backbone>_<profile>_<epochs>ep`, under `quick/` or `smoke/` for those profiles; a short
     hash of the setting is appended when two settings would share a folder."""
-    taken: dict[str, int] = {}
     for board in boards:
         s = board.setting
         base = f"{s['dataset']}/{s['backbone']}_{s['profile']}_{s['epochs']}ep"
         if s["profile"] in SMOKE_CHECK_PROFILES + CODE_TEST_PROFILES:
             base = f"{s['profile']}/{base}"
-        taken[base] = taken.get(base, 0) + 1
         board.folder = base
     groups: dict[str, list[Board]] = {}
     for board in boards:

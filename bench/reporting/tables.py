@@ -71,7 +71,8 @@ def board_markdown(board: Board, select_on: str | None, figures: list[LatencyFig
         parts += [CODE_TEST, ""]
     if select_on == "val":
         parts += ["Sweep board: ranked and chosen on validation; the test column is shown only for the row chosen "
-                  "('Best') and for named presets.", ""]
+                  "('Best') and for named presets, and not at all on the board of a candidate recipe its profile did not "
+                  "adopt.", ""]
     line = noise_line(board, noise)
     parts += [best_line(board, select_on=select_on), ""] + ([line, ""] if line else [])
     if not board.has_dense:
