@@ -17,9 +17,11 @@ every gated run is timed at the end, once both lanes are idle (`dynbench time`).
     .venv/bin/python scripts/board_runs.py --dataset cifar10 --backbone resnet20 --epochs 40 \\
         --out results/cifar10_resnet20 --lanes 1 --threads 2 --stop-at 21:00 --data-root DIR
 
-`--stop-at HH:MM` starts no training that would not finish by then (estimated from this board's log of
-earlier trainings of the same entry, else from its dense runs times the method's step ratio): on a machine
-lent until a fixed time an unfinished run is lost, and its CPU time is better spent on a run that fits.
+An interrupted run (Ctrl-C, kill, the end of a session) keeps its last completed epoch: where the results
+folder survives, the same command resumes it. `--stop-at HH:MM` is for machines whose disk does not survive:
+it starts no training that would not finish by then (estimated from this board's log of earlier trainings of
+the same entry, else from its dense runs times the method's step ratio; a resumed run needs only its epochs
+left), since an unfinished run is lost there and its CPU time is better spent on a run that fits.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import DynBenchError, registry  # noqa: E402
+from bench.checkpoints import read_checkpoint, resume_path  # noqa: E402
 from bench.cli import parse_options  # noqa: E402
 from bench.matching import matched_run_changed  # noqa: E402
 from bench.records import code_hash, load_record, record_path  # noqa: E402
@@ -119,6 +122,12 @@ def main() -> int:
             if record.code_hash == current and not matched_run_changed(record):
                 return None  # reused at once
         needed = estimated_seconds(out, method, preset)
+        resume = resume_path(out, spec.hash)
+        if needed is not None and resume.exists():
+            try:
+                needed *= 1 - read_checkpoint(resume)["epoch"] / spec.epochs
+            except (ValueError, KeyError):
+                pass  # `dynbench run` warns and trains from the first epoch
         left = args.stop_at - time.time()
         if needed is not None and needed > left:
             return f"needs about {needed / 60:.0f} min, {max(left, 0) / 60:.0f} min left before --stop-at"
@@ -148,7 +157,8 @@ def main() -> int:
             print(f"{time.strftime('%H:%M:%S')} {entry} {' '.join(options)} seed {seed}: {status} "
                   f"in {time.time() - started:.0f}s", file=sys.stderr)
             log.write(" ".join(command) + "\n" + result.stdout + result.stderr[-2000:] + "\n")
-            if result.returncode == 0 and "trained in" in result.stdout:  # what --stop-at estimates from
+            resumed = "resuming after epoch" in result.stderr  # its wall time covers only the epochs left
+            if result.returncode == 0 and "trained in" in result.stdout and not resumed:  # what --stop-at reads
                 log.write(f"{DURATION_MARK} {method}:{preset or 'default'} {time.time() - started:.0f}\n")
         record = match.group(1) if match and result.returncode == 0 else None
         if record is not None and args.lanes == 1 and method not in ("dense", "static_small"):
