@@ -178,8 +178,10 @@ class SkipNet(Method):
     presets = {"default": {}, "sp_only": {"hrl_fraction": 0.0},
                **{f"alpha{a:g}": {"alpha": a} for a in (0.01, 0.1, 0.5, 1.0, 2.0)},
                "ff1": {"gate": "ff1"}, "ff2": {"gate": "ff2"}, "batch_baseline": {"rl_baseline": "batch_mean"},
-               "hrl_only_alpha0.3": {"hrl_fraction": 1.0, "alpha": 0.3},
-               **{f"baseline_alpha{a:g}": {"rl_baseline": "batch_mean", "w_rl": 1.0, "alpha": a} for a in (0.75, 1.0)}}
+               # the validation sweeps that chose among these: results/sweeps/skipnet_presets/README.md
+               **{f"hrl_only_alpha{a:g}": {"hrl_fraction": 1.0, "alpha": a} for a in (0.25, 0.3, 0.35)},
+               **{f"baseline_alpha{a:g}": {"rl_baseline": "batch_mean", "w_rl": 1.0, "alpha": a}
+                  for a in (0.5, 0.6, 0.75, 1.0)}}
 
     def validate(self) -> None:
         c = self.config
