@@ -32,7 +32,9 @@ Options: rho (ρ ∈ (0, 1]), k (a fixed count for every layer instead of ρ·m)
 max(4, round(m/32))), light (lowrank | zero), k_warmup_frac, selection (learned | random: the control of
 methods.md §7 — k units drawn uniformly at random per input, in training and at eval, with the same k,
 light path and schedule; the score layer S does not run). Presets: default (ρ = 0.45, lowrank),
-zero (light=zero), rho_0.25 and rho_0.65 (budget sweep), random_topk (the default's random control).
+zero (light=zero), rho_0.25 and rho_0.65 (a budget sweep: the default's ρ ∓ 0.2, a grid fixed in advance;
+no score chose these values — an earlier note here tied rho_0.25 to a test figure, and that reason is
+withdrawn), random_topk (the default's random control).
 """
 from __future__ import annotations
 
