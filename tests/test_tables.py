@@ -262,6 +262,7 @@ def test_latency_records_give_the_board_its_latency_columns_per_machine(results_
     own = {"kind": "latency", "training_spec_hash": record.spec_hash, "training_code_hash": record.code_hash,
            "timing_code_hash": timing_code_hash(), "device": "cpu", "hardware": {"machine": "x86_64", "cpu_count": 2},
            "latency": _timing(0.30), "format": LATENCY_FORMAT, "load_before": 1.1, "load_after": 2.3}
+    own["latency"]["batches"]["1"]["path"] = "torchscript"  # batch 1 timed as programs; the GPU record predates them
     (results_dir / "latency").mkdir()
     (results_dir / "latency" / "a.json").write_text(json.dumps(own))
     (results_dir / "latency" / "old_timing.json").write_text(json.dumps({**own, "timing_code_hash": "0ld"}))
@@ -285,6 +286,7 @@ def test_latency_records_give_the_board_its_latency_columns_per_machine(results_
     assert "real skipping" in cpu_row and "0.75 / 0.37" in cpu_row and "3.0 / 3.0" in cpu_row
     assert "2.3 (busy)" in cpu_row  # something else ran while it was timed
     assert "masked execution: no real skipping" in gpu_row
+    assert "| TorchScript |" in cpu_row and "| eager       |" in gpu_row
     err = capsys.readouterr().err
     assert "older timing code" in err and "broken.json" in err and err.count("older training") == 1
 

@@ -28,7 +28,7 @@ from bench.gating.gates import GateTrace, RandomGate
 from bench.measure.macs import MacSummary, count_macs, unit_table
 from bench.gating.pruning import width_of
 from bench.gating.wrappers import BlockGate, ChannelGate, dense_copy, gated_units, gates_forced, wrap_blocks
-from bench.measure.execution import compiled_gates, execution, fold_batchnorm
+from bench.measure.execution import batch1_program, compiled_gates, execution, fold_batchnorm, same_as_eager
 from bench.records import hardware_info
 
 
@@ -181,7 +181,8 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
     Timed is a copy with batch norms folded into the layers before them and, for images, channels-last
     memory, for the dense and the gated model alike; the gates run as TorchScript traces where those decide
     exactly as the trained gates (`compiled_gates`; `traced_gates` names the units whose gate ran traced, per
-    batch size).
+    batch size). At batch 1 a block-gated model and its dense copy run as TorchScript programs where the
+    program decides and computes as the eager path (`batch1_programs`; `path` says which form was timed).
 
     Each round times, in rotating order: the dense copy, the model as trained (really skipping), the model
     with every gate forced on (its overhead over dense) and forced off (does time fall when units are
@@ -210,8 +211,12 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
             anchor_samples = [anchor_network_input(x[:ANCHOR_BATCH], device) for x in samples]
             macs = _macs_of(model, dense, samples, seed, counted)
             computes_skipped = _computes_skipped_units(model, samples[0])
+            programs = batch1_programs(model, dense, samples, seed) if batch_size == 1 else None
             with compiled_gates(model, samples) as gates, execution(model, "skip"), torch.inference_mode():
                 def dynamic_pass(value: float | None) -> Callable[[], list[float]]:
+                    if programs is not None:  # the gated program, its gates forced to `value` (-1: as trained)
+                        return _per_sample_pass(lambda x: programs[0](x, -1.0 if value is None else value), samples, device)
+
                     def run() -> list[float]:
                         if value is None:
                             return _per_sample_pass(model, samples, device)()
@@ -219,7 +224,8 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
                             return _per_sample_pass(model, samples, device)()
                     return run
 
-                passes = {"dense": _per_sample_pass(dense, samples, device), "dynamic": dynamic_pass(None),
+                dense_pass = dense if programs is None else (lambda x: programs[1](x, -1.0))
+                passes = {"dense": _per_sample_pass(dense_pass, samples, device), "dynamic": dynamic_pass(None),
                           "all_on": dynamic_pass(1.0), "all_off": dynamic_pass(0.0),
                           "anchor": _per_sample_pass(anchor, anchor_samples, device)}
 
@@ -229,9 +235,24 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
 
                 times = timed_rounds(passes, min_rounds, max_rounds, budget_s, warmup, enough, device,
                                      before=lambda: torch.manual_seed(seed))
+            traced = [unit.name for unit in gated_units(model)] if programs is not None else gates.traced
             results["batches"][str(batch_size)] = {**_batch_result(batch_size, len(samples), times, macs, computes_skipped),
-                                                   "compiled_gates": gates.checked, "traced_gates": gates.traced}
+                                                   "path": "torchscript" if programs is not None else "eager",
+                                                   "compiled_gates": gates.checked or programs is not None,
+                                                   "traced_gates": traced}
     return results
+
+
+def batch1_programs(model: nn.Module, dense: nn.Module, samples: list[torch.Tensor], seed: int
+                    ) -> tuple[torch.jit.ScriptModule, torch.jit.ScriptModule] | None:
+    """The gated model and its dense copy as TorchScript programs (`bench.measure.execution.batch1_program`), timed in place
+    of the eager paths at batch 1 when both build and the gated one decides and computes as the eager
+    skipping path on `samples`; None keeps both eager, so that the two are always timed in one form."""
+    gated_program, dense_program = batch1_program(model, samples[0]), batch1_program(dense, samples[0])
+    if gated_program is None or dense_program is None or not same_as_eager(gated_program, model, samples, seed) \
+            or not same_as_eager(dense_program, dense, samples, seed):
+        return None
+    return gated_program, dense_program
 
 
 def cpu_model() -> str:

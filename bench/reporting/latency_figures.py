@@ -184,6 +184,7 @@ def latency_frame(board: Board, figures: list[LatencyFigure]) -> tuple[str, pd.D
                 "MAC saving of timed inputs (%)": _pct(_mean(timed, "1", "mac_saving")),
                 "realized b1 / b128": " / ".join(_ratio(timed, b) for b in BATCHES),
                 "all-on overhead b1 / b128 (%)": " / ".join(_pct(_mean(timed, b, "all_on_overhead")) for b in BATCHES),
+                "b1 form": _form(timed),
                 "p95 / p50 b1": _tail(timed),
                 "dynamic / anchor b1": _anchor(timed),
                 "load": _load(timed),
@@ -192,7 +193,8 @@ def latency_frame(board: Board, figures: list[LatencyFigure]) -> tuple[str, pd.D
     first = next(iter(v for m in found.values() for v in m.values()))[0]
     threads = f"{first.threads} thread(s)" if first.threads else "GPU"
     line = (f"Timed after training, each model alone ({threads}): batch 1 = 16 test inputs one at a time, batch 128 = "
-            "one pass; rounds in rotating order of the dense copy, the model as trained (really skipping), every gate "
+            "one pass; at batch 1 the dense copy and a block-gated model run as TorchScript programs where the program "
+            "decides and computes as the eager path ('b1 form'); rounds in rotating order of the dense copy, the model as trained (really skipping), every gate "
             f"forced on, every gate forced off, and a fixed anchor network ({first.anchor}, CIFAR input, seeded); "
             "saving = 1 − dynamic / dense, median over paired rounds with its 95 % CI (order statistics); realized = "
             "latency saving ÷ MAC saving of the same inputs; all-on overhead = gates forced on vs dense; 'masked "
@@ -205,6 +207,12 @@ def _ratio(figures: list[LatencyFigure], batch: str) -> str:
     if math.isnan(saving) or math.isnan(macs) or macs <= 0.01:
         return "—"  # no MAC saving to realize
     return f"{saving / macs:.2f}"
+
+
+def _form(figures: list[LatencyFigure]) -> str:
+    """How batch 1 ran: "TorchScript" programs or "eager" PyTorch (records before programs existed: eager)."""
+    forms = sorted({f.batches["1"].get("path", "eager") for f in figures if "1" in f.batches})
+    return " / ".join("TorchScript" if form == "torchscript" else form for form in forms) or "—"
 
 
 def _tail(figures: list[LatencyFigure]) -> str:
