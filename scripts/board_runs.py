@@ -6,6 +6,7 @@ A control is paired with the gated run of the same seed: random gates at that ru
 (per block, or per channel for batch-shaping), MID-L's random top-k at the same k, and a static smaller
 net at that run's validation executed MACs; CosineGate also gets dense in its block form (no post-add
 ReLU). The all-on control is scored inside every gated record.
+`--presets METHOD:PRESET ...` adds further operating points, each with its method's controls.
 Runs are ordered so that each finished record leaves a usable board: every dense seed first, then
 seed 0 of every method and its controls, then the other seeds. Finished runs are reused (resume by
 running the same command again); records land in OUT/runs, then `dynbench tables --results OUT`.
@@ -97,12 +98,15 @@ def main() -> int:
                         help="HH:MM: start no training that would not finish by then (a machine lent until a fixed "
                              "time loses an unfinished run); its length is estimated from this board's records")
     parser.add_argument("--only", nargs="*", help="method entries to run (default: every row)")
+    parser.add_argument("--presets", nargs="*", default=[], metavar="METHOD:PRESET",
+                        help="further operating points, each a row with the controls of its method's default row "
+                             "(e.g. skipnet:baseline_alpha0.75); they run after the rows of each seed")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "log.txt", "a", buffering=1)
     lock = threading.Lock()
-    rows = [row for row in ROWS if not args.only or row.entry in args.only]
+    rows = [row for row in ROWS if not args.only or row.entry in args.only] + [preset_row(p) for p in args.presets]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
     def too_late(method: str, preset: str, seed: int, options: tuple[str, ...]) -> str | None:
@@ -186,6 +190,16 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out)], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0
+
+
+def preset_row(entry: str) -> Row:
+    """The row of another preset of a method: the controls of that method's default row."""
+    method, _, preset = entry.partition(":")
+    default = next((row for row in ROWS if row.entry.partition(":")[0] == method and ":" not in row.entry), None)
+    if default is None or not preset:
+        raise SystemExit(f"--presets {entry}: expected METHOD:PRESET of a method with a board row "
+                         f"({', '.join(row.entry for row in ROWS if ':' not in row.entry)})")
+    return Row(entry, default.random, default.static, default.extra)
 
 
 def clock_time(text: str) -> float:
