@@ -32,7 +32,8 @@ from bench.backbones import build_backbone  # noqa: E402
 from bench.measure.latency import random_gated, time_model  # noqa: E402
 from bench.records import hardware_info  # noqa: E402
 
-ENTRIES = ["convnet_aig", "skipnet", "cosinegate:realizable", "random_gate", "batch_shaping", "midl", "random_gate@resnet56"]
+ENTRIES = ["convnet_aig", "skipnet", "cosinegate:realizable", "random_gate", "batch_shaping", "midl", "midl:zero",
+           "random_gate@resnet56"]
 
 
 def model_of(entry: str) -> torch.nn.Module:
@@ -48,22 +49,23 @@ def main() -> int:
     parser.add_argument("--out", help="JSON file (default results/latency_study/batch1_forms.json, or "
                                           "batch1_slices.json with --slices)")
     parser.add_argument("--slices", action="store_true", help="time sliced convolution pairs instead")
+    parser.add_argument("--entries", nargs="+", default=ENTRIES, help=f"models to time (default: {' '.join(ENTRIES)})")
     parser.add_argument("--budget", type=float, default=8.0, help="seconds of rounds per method and form")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out or ROOT / "results/latency_study" / ("batch1_slices.json" if args.slices else "batch1_forms.json"))
-    rows = sliced_pairs() if args.slices else forms(args.budget)
+    rows = sliced_pairs() if args.slices else forms(args.entries, args.budget)
     out.write_text(json.dumps({"hardware": {**hardware_info(torch.device("cpu")), "cpu_model": latency.cpu_model()},
                                "torch": torch.__version__, "rows": rows}, indent=1, default=str) + "\n")
     print(f"wrote {out}")
     return 0
 
 
-def forms(budget: float) -> dict[str, dict]:
+def forms(entries: list[str], budget: float) -> dict[str, dict]:
     programs = latency.batch1_programs
     inputs = torch.randn(128, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     rows = {}
-    for entry in ENTRIES:
+    for entry in entries:
         model = model_of(entry)
         for form, build in (("eager", lambda *_: None), ("program", programs)):
             latency.batch1_programs = build  # "eager" times the eager paths even where a program would hold

@@ -1,5 +1,5 @@
 """Batch 1 as one TorchScript program (`bench.measure.execution.batch1_program`): it decides and computes as the eager skipping
-path, it is built only for what it can hold, the check catches a gate whose trace freezes its state, and
+path (block gates, and channel gates on their kept channels), it is built only for what it can hold, the check catches a gate whose trace freezes its state, and
 `time_model` times programs at batch 1 only where they hold (how fast: tests/benchmarks)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from bench.gating.gates import GateTrace
 from bench.gating.wrappers import BlockGate, Composition, gated_units, wrap_blocks
-from bench.measure.execution import batch1_program, execution, same_as_eager
+from bench.measure.execution import batch1_program, execution, fold_batchnorm, same_as_eager
 from bench.measure.latency import random_gated, time_model
 from tests.models import as_double, gated, small_backbone
 
@@ -37,11 +37,26 @@ def test_a_block_gated_backbone_runs_as_one_program_with_the_eager_decisions_and
     assert dense_program is not None
 
 
+@pytest.mark.parametrize("family", ["resnet_cifar", "resmlp"])
+@pytest.mark.parametrize("kind", ["channel", "neuron"])
+@torch.no_grad()
+def test_channel_gates_run_their_kept_channels_in_the_program(family, kind):
+    """With batch norms folded (as timing does), a channel gate without a light path runs sliced weights."""
+    model, _ = as_double(fold_batchnorm(gated(family, kind)), torch.zeros(1))
+    samples = samples_of(model)
+    program = batch1_program(model, samples[0])
+    assert program is not None and same_as_eager(program, model, samples, seed=0)
+    counts = [c for x in samples for c in program(x)[1]]
+    widths = [unit.width for unit in gated_units(model)]
+    assert any(0 < c < w for c, w in zip(counts, widths * len(samples)))  # the sliced path ran
+    assert program(samples[0], 1.0)[1] == [float(w) for w in widths] and program(samples[0], 0.0)[1] == [0.0] * len(widths)
+
+
 @torch.no_grad()
 def test_units_a_program_cannot_hold_keep_the_eager_path():
     x = small_backbone("resnet_cifar").example_input(1)
-    assert batch1_program(gated("resnet_cifar", "channel"), x) is None
-    assert batch1_program(gated("resnet_cifar", "neuron"), x) is None
+    assert batch1_program(gated("resnet_cifar", "channel"), x) is None  # batch norms not folded
+    assert batch1_program(fold_batchnorm(gated("resnet_cifar", "neuron_light")), x) is None  # a light path
     text = gated("textcnn", "block")  # per-sample padding context
     assert batch1_program(text, text.example_input(1)) is None
     segmentation = gated("segnet", "block")  # a flow of its own (the head reads the input size)
@@ -92,6 +107,8 @@ def test_time_model_times_batch_1_as_programs_only_where_they_hold():
     assert result["batches"]["1"]["traced_gates"] == [unit.name for unit in gated_units(model)]
     assert 0 < result["batches"]["1"]["mac_saving"] < 1
     channels = random_gated(small_backbone("resnet_cifar"), "channel", keep_rate=0.5)
-    assert time_model(channels, channels.example_input(2), batch_sizes=(1,), **quick)["batches"]["1"]["path"] == "eager"
+    assert time_model(channels, channels.example_input(2), batch_sizes=(1,), **quick)["batches"]["1"]["path"] == "torchscript"
+    text = random_gated(small_backbone("textcnn"), "block", keep_rate=0.5)
+    assert time_model(text, text.example_input(2), batch_sizes=(1,), **quick)["batches"]["1"]["path"] == "eager"
     stateful = wrap_blocks(small_backbone("resnet_cifar"), lambda name, block: BlockGate(block, Counting(), name))
     assert time_model(stateful, stateful.example_input(3), batch_sizes=(1,), **quick)["batches"]["1"]["path"] == "eager"

@@ -12,8 +12,9 @@ Batch 1 also runs as one TorchScript program (`batch1_program`): the stem, every
 and activation, every gate and the head traced, one scripted loop taking each block's real branch from its
 gate's decision; the dense copy becomes the same kind of program. In eager PyTorch the gates' small
 operators and the wrappers' Python calls cost as much as a fifth to most of a dense ResNet-20 at batch 1;
-in a program that interpreter cost is gone. A program is timed only where it decides and computes as the
-eager skipping path on the timed samples (`same_as_eager`); channel and neuron gates, a method's own
+in a program that interpreter cost is gone. Channel gates without a light path run their kept channels
+only (sliced weights) inside the program. A program is timed only where it decides and computes as the
+eager skipping path on the timed samples (`same_as_eager`); neuron gates with a light path, a method's own
 composition, per-sample context (text) and a gate with state across blocks (its trace freezes the state)
 keep the eager path.
 """
@@ -291,6 +292,70 @@ class GatedStep(nn.Module):
         return self.act(s) if self.act_skipped else s
 
 
+class ChannelStep(nn.Module):
+    """One channel gate without a light path, on a block whose `first` is a weighted layer with a ReLU and
+    whose `second` a weighted layer (batch norms folded): the gate decides a mask (or `forced` >= 0 replaces
+    it), then only the kept hidden channels are computed: the kept rows of `first`'s weight, the kept columns
+    of `second`'s. The decision kept is the number of kept channels (outputs are checked as well)."""
+
+    def __init__(self, gate: nn.Module, shortcut: nn.Module, branch: nn.Module, act: nn.Module, first: nn.Module,
+                 second: nn.Module) -> None:
+        super().__init__()
+        self.gate, self.shortcut, self.branch, self.act = gate, shortcut, branch, act
+        self.width = int(first.weight.shape[0])
+        self.conv = isinstance(first, nn.Conv2d)
+        self.w1, self.b1 = first.weight.detach(), _bias(first)
+        self.w2, self.b2 = second.weight.detach(), _bias(second)
+        self.stride1, self.padding1 = _geometry(first)
+        self.stride2, self.padding2 = _geometry(second)
+
+    def forward(self, x: torch.Tensor, forced: float, decisions: list[float]) -> torch.Tensor:
+        g = self.gate(x)
+        if forced >= 0.0:
+            g = torch.full_like(g, forced)
+        kept = g.reshape(-1).nonzero().squeeze(1)
+        decisions.append(float(kept.numel()))
+        s = self.shortcut(x)
+        if kept.numel() == self.width:
+            return self.act(s + self.branch(x))
+        if kept.numel() == 0:
+            return self.act(s + self.b2.reshape([1, -1] + [1] * (s.dim() - 2)))
+        w1, b1, w2 = self.w1.index_select(0, kept), self.b1.index_select(0, kept), self.w2.index_select(1, kept)
+        if self.conv:
+            h = torch.relu(torch.nn.functional.conv2d(x, w1, b1, self.stride1, self.padding1))
+            return self.act(s + torch.nn.functional.conv2d(h, w2, self.b2, self.stride2, self.padding2))
+        h = torch.relu(torch.nn.functional.linear(x, w1, b1))
+        return self.act(s + torch.nn.functional.linear(h, w2, self.b2))
+
+
+def _bias(layer: nn.Module) -> torch.Tensor:
+    return layer.bias.detach() if layer.bias is not None else torch.zeros(layer.weight.shape[0])
+
+
+def _geometry(layer: nn.Module) -> tuple[list[int], list[int]]:
+    if isinstance(layer, nn.Conv2d):
+        return list(layer.stride), list(layer.padding)
+    return [1, 1], [0, 0]
+
+
+def _channel_layers(unit: ChannelGate) -> tuple[nn.Module, nn.Module] | None:
+    """`first`'s and `second`'s weighted layers where the block is weighted layer + ReLU → weighted layer
+    (norms folded, no light path, groups 1, no dilation); None otherwise."""
+    first, second = list(unit.block.first), list(unit.block.second)
+    passive = (nn.Identity, nn.Dropout)
+    weighted = (nn.Conv2d, nn.Linear)
+    if unit.light is not None or not isinstance(first[0], weighted) or type(second[0]) is not type(first[0]):
+        return None
+    if sum(isinstance(layer, nn.ReLU) for layer in first[1:]) != 1 \
+            or not all(isinstance(layer, passive + (nn.ReLU,)) for layer in first[1:]) \
+            or not all(isinstance(layer, passive) for layer in second[1:]):
+        return None
+    if isinstance(first[0], nn.Conv2d) and any(layer.groups != 1 or tuple(layer.dilation) != (1, 1)
+                                               or layer.padding_mode != "zeros" for layer in (first[0], second[0])):
+        return None
+    return first[0], second[0]
+
+
 class PlainStep(nn.Module):
     """An ungated block, traced whole."""
 
@@ -320,11 +385,13 @@ class Program(nn.Module):
 def batch1_program(model: nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule | None:
     """`model` (eval) as a frozen TorchScript `Program` traced on the one-sample input `x`, or None where it
     cannot be one: not a stem-blocks-head backbone, per-sample context, a unit other than a block gate of a
-    shared composition, or a part that does not trace."""
+    shared composition or a channel gate on a folded weighted-ReLU-weighted block, or a part that does not
+    trace."""
     if not isinstance(model, Backbone) or any(getattr(type(model), step) is not getattr(Backbone, step)
                                               for step in ("forward", "prepare", "after_block")):
         return None  # a backbone of its own flow (segmentation) or with per-sample context (text)
-    if any(isinstance(block, GatedUnit) and not (isinstance(block, BlockGate) and form_of(block))
+    if any(isinstance(block, GatedUnit) and not (isinstance(block, BlockGate) and form_of(block)
+                                                  or isinstance(block, ChannelGate) and _channel_layers(block))
            for block in model.blocks):
         return None
     inputs: dict[object, torch.Tensor] = {}
@@ -337,10 +404,15 @@ def batch1_program(model: nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule 
             model(x)
             steps: list[nn.Module] = []
             for i, block in enumerate(model.blocks):
+                parts = getattr(block, "block", None)
+                if isinstance(block, ChannelGate):
+                    steps.append(ChannelStep(_trace(block.gate, inputs[i]), _trace(parts.shortcut, inputs[i]),
+                                             _trace(nn.Sequential(parts.first, parts.second), inputs[i]),
+                                             _trace(block.act, inputs[i]), *_channel_layers(block)))
+                    continue
                 if not isinstance(block, BlockGate):
                     steps.append(PlainStep(_trace(block, inputs[i])))
                     continue
-                parts = block.block
                 steps.append(GatedStep(_trace(block.gate, inputs[i]), _trace(parts.shortcut, inputs[i]),
                                        _trace(nn.Sequential(parts.first, parts.second), inputs[i]),
                                        _trace(block.act, inputs[i]), form_of(block)))
@@ -376,7 +448,7 @@ def same_as_eager(program: torch.jit.ScriptModule, model: nn.Module, samples: li
         torch.manual_seed(seed)
         scripted = [program(x, -1.0 if forced is None else forced) for x in samples]
         for i, (expected, (output, decisions)) in enumerate(zip(eager, scripted)):
-            if decisions != [float(trace.decisions[unit][i].item()) for unit in units]:
+            if decisions != [float(trace.decisions[unit][i].sum()) for unit in units]:  # a block's 0/1, a mask's count
                 return False
             if not torch.allclose(output, expected, **OUTPUT_TOLERANCE):
                 return False
