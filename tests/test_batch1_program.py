@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bench.gating.gates import GateTrace
-from bench.gating.wrappers import BlockGate, Composition, gated_units, wrap_blocks
+from bench.gating.wrappers import BlockGate, Composition, dense_copy, gated_units, wrap_blocks
 from bench.measure.execution import batch1_program, execution, fold_batchnorm, same_as_eager
 from bench.measure.latency import random_gated, time_model
 from tests.models import as_double, gated, small_backbone
@@ -33,8 +33,9 @@ def test_a_block_gated_backbone_runs_as_one_program_with_the_eager_decisions_and
     assert 0 < decided.mean() < 1  # both branches of the program ran
     output, decisions = program(samples[0], 1.0)
     assert decisions == [1.0] * len(gated_units(model))  # forced on: the gates still run, their decisions replaced
-    dense_program = batch1_program(random_gated(small_backbone(family), "block", keep_rate=1.0), samples[0].float())
-    assert dense_program is not None
+    dense = dense_copy(model).eval()
+    dense_program = batch1_program(dense, samples[0])
+    assert dense_program is not None and same_as_eager(dense_program, dense, samples, seed=0)
 
 
 @pytest.mark.parametrize("family", ["resnet_cifar", "resmlp"])

@@ -208,15 +208,7 @@ def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[Ga
     chosen: list[nn.Module] = list(eager)
     checked = False
     try:
-        inputs: dict[int, torch.Tensor] = {}
-        hooks = [unit.register_forward_pre_hook(lambda module, args, i=i: inputs.setdefault(i, args[0]))
-                 for i, unit in enumerate(units)]
-        try:
-            with torch.no_grad():
-                model(samples[0])
-        finally:
-            for hook in hooks:
-                hook.remove()
+        inputs = inputs_of(model, units, samples[0])
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python values become constants: checked below
             traced = [torch.jit.freeze(torch.jit.trace(unit.gate, inputs[i], check_trace=False).eval())
@@ -236,6 +228,20 @@ def compiled_gates(model: nn.Module, samples: list[torch.Tensor]) -> Iterator[Ga
         yield GateExecution(checked, [unit.name for unit, gate, trained in zip(units, chosen, eager) if gate is not trained])
     finally:
         _install(units, eager)
+
+
+def inputs_of(model: nn.Module, modules: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """The input each of `modules` (parts of `model`) receives, at its first call, when `model` runs on x."""
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [module.register_forward_pre_hook(lambda _, args, i=i: inputs.setdefault(i, args[0]))
+             for i, module in enumerate(modules)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [inputs[i] for i in range(len(modules))]
 
 
 def _install(units: list[GatedUnit], gates: list[nn.Module]) -> None:
@@ -329,7 +335,7 @@ class ChannelStep(nn.Module):
 
 
 def _bias(layer: nn.Module) -> torch.Tensor:
-    return layer.bias.detach() if layer.bias is not None else torch.zeros(layer.weight.shape[0])
+    return layer.bias.detach() if layer.bias is not None else layer.weight.new_zeros(layer.weight.shape[0])
 
 
 def _geometry(layer: nn.Module) -> tuple[list[int], list[int]]:
@@ -394,35 +400,24 @@ def batch1_program(model: nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule 
                                                   or isinstance(block, ChannelGate) and _channel_layers(block))
            for block in model.blocks):
         return None
-    inputs: dict[object, torch.Tensor] = {}
-    hooks = [block.register_forward_pre_hook(lambda module, args, i=i: inputs.setdefault(i, args[0]))
-             for i, block in enumerate(model.blocks)]
-    hooks.append(model.head.register_forward_pre_hook(lambda module, args: inputs.setdefault("head", args[0])))
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python values becoming constants: checked later
-            model(x)
+            *inputs, head_input = inputs_of(model, [*model.blocks, model.head], x)
             steps: list[nn.Module] = []
-            for i, block in enumerate(model.blocks):
-                parts = getattr(block, "block", None)
-                if isinstance(block, ChannelGate):
-                    steps.append(ChannelStep(_trace(block.gate, inputs[i]), _trace(parts.shortcut, inputs[i]),
-                                             _trace(nn.Sequential(parts.first, parts.second), inputs[i]),
-                                             _trace(block.act, inputs[i]), *_channel_layers(block)))
+            for block, block_input in zip(model.blocks, inputs):
+                if not isinstance(block, GatedUnit):
+                    steps.append(PlainStep(_trace(block, block_input)))
                     continue
-                if not isinstance(block, BlockGate):
-                    steps.append(PlainStep(_trace(block, inputs[i])))
-                    continue
-                steps.append(GatedStep(_trace(block.gate, inputs[i]), _trace(parts.shortcut, inputs[i]),
-                                       _trace(nn.Sequential(parts.first, parts.second), inputs[i]),
-                                       _trace(block.act, inputs[i]), form_of(block)))
-            program = Program(_trace(model.stem, x), steps, _trace(model.head, inputs["head"]))
+                parts = (_trace(block.gate, block_input), _trace(block.block.shortcut, block_input),
+                         _trace(nn.Sequential(block.block.first, block.block.second), block_input),
+                         _trace(block.act, block_input))
+                steps.append(ChannelStep(*parts, *_channel_layers(block)) if isinstance(block, ChannelGate)
+                             else GatedStep(*parts, form_of(block)))
+            program = Program(_trace(model.stem, x), steps, _trace(model.head, head_input))
             return torch.jit.freeze(torch.jit.script(program.eval()))
     except Exception:  # a part TorchScript cannot trace or script: the eager path is timed  # noqa: BLE001
         return None
-    finally:
-        for hook in hooks:
-            hook.remove()
 
 
 def form_of(unit: BlockGate) -> str | None:

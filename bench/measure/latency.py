@@ -181,8 +181,8 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
     Timed is a copy with batch norms folded into the layers before them and, for images, channels-last
     memory, for the dense and the gated model alike; the gates run as TorchScript traces where those decide
     exactly as the trained gates (`compiled_gates`; `traced_gates` names the units whose gate ran traced, per
-    batch size). At batch 1 a block-gated model and its dense copy run as TorchScript programs where the
-    program decides and computes as the eager path (`batch1_programs`; `path` says which form was timed).
+    batch size). At batch 1 a gated model and its dense copy run as TorchScript programs where the program
+    decides and computes as the eager path (`batch1_programs`; `path` says which form was timed).
 
     Each round times, in rotating order: the dense copy, the model as trained (really skipping), the model
     with every gate forced on (its overhead over dense) and forced off (does time fall when units are
@@ -245,9 +245,9 @@ def time_model(model: nn.Module, inputs: torch.Tensor, batch_sizes: tuple[int, .
 
 def batch1_programs(model: nn.Module, dense: nn.Module, samples: list[torch.Tensor], seed: int
                     ) -> tuple[torch.jit.ScriptModule, torch.jit.ScriptModule] | None:
-    """The gated model and its dense copy as TorchScript programs (`bench.measure.execution.batch1_program`), timed in place
-    of the eager paths at batch 1 when both build and the gated one decides and computes as the eager
-    skipping path on `samples`; None keeps both eager, so that the two are always timed in one form."""
+    """The gated model and its dense copy as TorchScript programs (`bench.measure.execution.batch1_program`),
+    timed in place of the eager paths at batch 1 when both build and each decides and computes as its eager
+    path on `samples`; None keeps both eager, so that the two are always timed in one form."""
     gated_program, dense_program = batch1_program(model, samples[0]), batch1_program(dense, samples[0])
     if gated_program is None or dense_program is None or not same_as_eager(gated_program, model, samples, seed) \
             or not same_as_eager(dense_program, dense, samples, seed):

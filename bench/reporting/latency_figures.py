@@ -193,8 +193,9 @@ def latency_frame(board: Board, figures: list[LatencyFigure]) -> tuple[str, pd.D
     first = next(iter(v for m in found.values() for v in m.values()))[0]
     threads = f"{first.threads} thread(s)" if first.threads else "GPU"
     line = (f"Timed after training, each model alone ({threads}): batch 1 = 16 test inputs one at a time, batch 128 = "
-            "one pass; at batch 1 the dense copy and a block-gated model run as TorchScript programs where the program "
-            "decides and computes as the eager path ('b1 form'); rounds in rotating order of the dense copy, the model as trained (really skipping), every gate "
+            "one pass; at batch 1 the dense copy and the gated model run as TorchScript programs where the program "
+            "decides and computes as the eager path ('b1 form'); rounds in rotating order of the dense copy, the model "
+            "as trained (really skipping), every gate "
             f"forced on, every gate forced off, and a fixed anchor network ({first.anchor}, CIFAR input, seeded); "
             "saving = 1 − dynamic / dense, median over paired rounds with its 95 % CI (order statistics); realized = "
             "latency saving ÷ MAC saving of the same inputs; all-on overhead = gates forced on vs dense; 'masked "
