@@ -3,6 +3,7 @@ before / after comparison of the execution paths.
 
     python scripts/latency_study.py train              # train the models (CIFAR-10 sample, quick, 15 epochs, seed 0)
     python scripts/latency_study.py time --tag after   # time them all (the timing pass), keep a snapshot
+    python scripts/latency_study.py time --tag eager --no-programs   # batch 1 in the eager form only
 
 Models and records go to results/latency_study (models are not committed: `train` again on a new machine).
 `time` runs `dynbench time --force --all-seeds` with the full protocol budget (or --budget seconds per
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench.measure.latency as latency  # noqa: E402
 from bench.data import resolve_data_root  # noqa: E402
 from bench.records import load_record  # noqa: E402
 from bench.timing import LATENCY_DIR, time_runs  # noqa: E402
@@ -39,6 +41,8 @@ def train(args: argparse.Namespace) -> None:
 
 
 def time_all(args: argparse.Namespace) -> None:
+    if args.no_programs:  # the same models timed without the batch-1 programs: their before / after
+        latency.batch1_programs = lambda *_: None
     records = [str(path) for path in sorted((RESULTS / "runs").glob("*.json"))]  # named: timed even if stale
     failures = time_runs(RESULTS, resolve_data_root(args.data_root), records=records, force=True, threads=args.threads,
                          budget_s=args.budget)
@@ -103,6 +107,8 @@ def main() -> None:
     sub.add_argument("--budget", type=float, default=20.0, help="seconds of timed rounds per batch size")
     sub.add_argument("--threads", type=int, default=1)
     sub.add_argument("--data-root")
+    sub.add_argument("--no-programs", action="store_true",
+                     help="time batch 1 in the eager form (the form before the TorchScript programs)")
     sub.set_defaults(func=time_all)
     sub = commands.add_parser("compare")
     sub.add_argument("--tags", nargs="+", required=True)
