@@ -29,16 +29,21 @@ Training is one loop with the method's own phases (§2.4–2.5):
 What the RNN gate learns on ResNet-8 (full MNIST, 5 epochs; `gate_probability` in every record holds the
 eval distribution of p per gate): after SP, p ≈ 0.96 with little spread across inputs (p05–p95 0.82–0.99),
 and HRL at α = 0.1 or 1 leaves every block on. HRL from the first epoch (`hrl_fraction=1`) keeps p within
-±0.015 of one value for every input: the policy learns a rate, not a per-input choice. That value is above
-0.5 at α ≤ 0.25 (every block kept) and below it at α ≥ 0.5 (every block skipped); at α = 0.3 it sits on
-0.5 and the threshold splits inputs on tiny differences. The `hrl_only_alpha0.3` preset is that point
-[PROPOSED; not the paper's schedule]; random gates at its rates do as well.
+±0.015 of one value for every input: the policy learns a rate, not a per-input choice.
 Per-input decisions need the batch-mean baseline and w_rl = 1 (with w_rl = 0.01 the gates' step is 1 % of
-the backbone's): presets `baseline_alpha0.75` and `baseline_alpha1` [PROPOSED]. After SP, HRL then learns,
-per input, when a block can go: at α = 0.75 (seed 0) p spans 0.2–1.0 and 0.06–1.0 across inputs (rates
-0.91, 0.79; 99.10 %, 8.7 % saving), but of seeds 1–3 two keep every block and one skips the last block
-for every input; from α ≈ 0.9 the last block is skipped for every input (about 32 %, 97.6–98.5 %). The FF2 gate keeps every block at α = 1. HRL from the first
-epoch with the baseline skips every block (an untrained net loses nothing by skipping).
+the backbone's): presets `baseline_alpha*` [PROPOSED]. HRL from the first epoch with the baseline skips every
+block (an untrained net loses nothing by skipping).
+
+Presets chosen on validation (full MNIST, ResNet-20, `standard`, 5 epochs, seed 0; rule and candidates fixed
+before any ran: results/sweeps/skipnet_presets/README.md, scripts/choose_skipnet_presets.py):
+- `baseline_alpha0.75` (of α 0.5, 0.6, 0.75, 1): the largest validation MAC saving, 57.3 %, among candidates
+  within 0.5 points of dense's validation accuracy (99.05 % against 99.43 %) with a gate conditional on
+  validation. One of its eight gates decides per input (the last block, on for 82 % of inputs); the others keep
+  or drop their block for every input. α 1 saves 65.9 % at 98.47 %, under the floor.
+- `hrl_only_alpha0.35` (of α 0.25, 0.3, 0.35): the mean validation execution rate closest to 0.5 — at 0.996 it
+  is nowhere near it: on ResNet-20 these α keep (nearly) every block for every input (0.3 % MAC saving), where
+  on ResNet-8 α 0.3 put the learned rate on 0.5. A near-dense point, kept as the family's documented outcome.
+The other α are presets too, so that the sweep's records stay current; they are not reported.
 
 MACs (§2.7): every gate (projection, its LSTM step and head; or the FF gate) runs for every sample and is
 declared as overhead; the shared LSTM and head are counted once with all their steps (4·h·(i+h) per

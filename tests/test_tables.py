@@ -115,6 +115,26 @@ def test_a_sweep_board_ranks_and_chooses_on_validation_and_hides_unreported_test
     assert main(["tables", "--results", str(results_dir), "--select-on", "val"]) == 0
 
 
+def test_a_preset_sweep_reports_test_only_for_the_presets_its_folder_names(results_dir):
+    """Every candidate is a named preset; reported.txt names the one the sweep's rule chose on validation.
+    Fails if the other presets' test scores (the higher ones) were shown."""
+    save(results_dir, fake_record("dense", 0, 0.93, 1000, val=0.99))
+    all_on = {"all_on": {"val": {"accuracy": 0.5}, "test": {"accuracy": 0.5}}}  # a paired control per preset
+    for preset, test, val in (("a0.5", 0.99, 0.95), ("a0.75", 0.91, 0.94), ("a1", 0.98, 0.90)):
+        save(results_dir, fake_record("gated_clone", 0, test, 600, val=val, preset=preset, extra_metrics=all_on))
+    (results_dir / "reported.txt").write_text("# chosen by the rule\ngated_clone:a0.75\n")
+    write_tables(results_dir, select_on="val")
+    board = board_csv(results_dir).dropna(subset=["score_mean"])
+    assert sorted(zip(board.method, board.preset, board.score_mean)) == [("dense", "default", 0.93),
+                                                                         ("gated_clone", "a0.75", 0.91)]
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    assert page.count("(not reported)") == 2 and "`gated_clone:a0.75`" in page
+    assert "41.00" in page and "49.00" not in page and "48.00" not in page  # Δ test vs all-on: the reported row's only
+    (results_dir / "reported.txt").unlink()  # without the file every named preset counts as reported
+    write_tables(results_dir, select_on="val")
+    assert board_csv(results_dir)["score_mean"].notna().all()
+
+
 def test_a_sweep_of_training_recipes_reports_test_only_for_the_recipe_its_profile_adopted(results_dir):
     """Candidates that differ in lr are boards of their own; the profile's recipe of today is the reported one.
     Fails if test chose: the unadopted candidates have the higher test scores."""

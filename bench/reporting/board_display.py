@@ -48,13 +48,17 @@ def _front_cell(row: pd.Series, rows: pd.DataFrame, use_val: bool) -> str:
 
 
 def reported_ranks(board: Board) -> set[int]:
-    """In a sweep board, the rows whose test score is shown: the row chosen on validation ('Best') and rows
-    run as named presets without extra options (the configurations reported elsewhere); none on the board of a
-    candidate recipe that its profile did not adopt (a sweep of training settings)."""
+    """In a sweep board, the rows whose test score is shown: the row chosen on validation ('Best') and the
+    rows the sweep finally reports — those its folder's reported.txt names, or without that file every row run
+    as a named preset without extra options; none on the board of a candidate recipe that its profile did not
+    adopt (a sweep of training settings)."""
     if board.unadopted:
         return set()
-    ranks = {int(row["rank"]) for _, row in board.rows.iterrows()
-             if row["preset"] != "default" and "[" not in row["entry"] and " @ " not in row["entry"]}
+    if board.reported is not None:
+        ranks = {int(row["rank"]) for _, row in board.rows.iterrows() if row["entry"] in board.reported}
+    else:
+        ranks = {int(row["rank"]) for _, row in board.rows.iterrows()
+                 if row["preset"] != "default" and "[" not in row["entry"] and " @ " not in row["entry"]}
     best = board.best
     return ranks | ({int(best["rank"])} if best is not None else set())
 
@@ -83,8 +87,13 @@ def display_frame(board: Board, select_on: str | None = None, figures: list[Late
     return frame
 
 
-def comparisons_frame(board: Board) -> pd.DataFrame:
+def comparisons_frame(board: Board, select_on: str | None = None) -> pd.DataFrame:
+    """The paired control comparisons; in a sweep (`select_on="val"`) only those between rows whose test
+    scores are reported (a Δ test would otherwise show an unreported row's test score)."""
     c = board.comparisons
+    if select_on == "val":
+        shown = reported_ranks(board)
+        c = c[c["gated_rank"].isin(shown) & c["control_rank"].map(lambda r: not r or r in shown)]
     return pd.DataFrame({
         "gated row": [f"#{r} {e}" for r, e in zip(c["gated_rank"], c["gated"])],
         "matched control": [f"#{r} {e}" if r else e for r, e in zip(c["control_rank"], c["control"])],

@@ -266,6 +266,7 @@ class Board:
     has_dense: bool
     unadopted: bool = False  # a candidate recipe of a sweep that its profile did not adopt (`mark_unadopted`)
     variant: str = ""  # what sets it apart from the boards that would share its folder (`_assign_folders`)
+    reported: frozenset[str] | None = None  # a sweep's rows finally reported (its folder's reported.txt)
 
     @property
     def kind(self) -> str:

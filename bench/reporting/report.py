@@ -76,11 +76,11 @@ def _table(board: "Board", select_on: str | None, latency: "list[LatencyFigure]"
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _comparisons(board: "Board") -> str:
+def _comparisons(board: "Board", select_on: str | None) -> str:
     """The paired control comparisons of a board, as a plain table (empty when nothing is matched)."""
-    if board.comparisons.empty:
+    shown = comparisons_frame(board, select_on)
+    if shown.empty:
         return ""
-    shown = comparisons_frame(board)
     head = "".join(f'<th class="text">{html.escape(c)}</th>' for c in shown.columns)
     body = "".join("<tr>" + "".join(f'<td class="text">{html.escape(str(v))}</td>' for v in row) + "</tr>"
                    for row in shown.itertuples(index=False))
@@ -116,7 +116,7 @@ def write_report(path: Path, boards: "list[Board]", figures: dict[str, dict[str,
         kind = "" if board.kind == "result" else f" <small>({html.escape(board.kind)}, not a result)</small>"
         best = html.escape(best_line(board, select_on=select_on).replace("**", ""))
         sections.append(f'<section id="{anchor}"><h2>{html.escape(board.title)}{kind}</h2><p>{best}</p>'
-                        f'{_table(board, select_on, latency or [])}{_comparisons(board)}{_latency(board, latency or [])}'
+                        f'{_table(board, select_on, latency or [])}{_comparisons(board, select_on)}{_latency(board, latency or [])}'
                         f'{images}</section>')
         contents.append(f'<li><a href="#{anchor}">{html.escape(board.title)}</a>{kind}</li>')
     contents = "".join(contents)

@@ -16,6 +16,7 @@ from bench.reporting.latency_figures import LatencyFigure, latency_frame, load_f
 
 SELECT_CHOICES = ("val",)
 NOISE_FILE = "noise.json"
+REPORTED_FILE = "reported.txt"  # a sweep folder's rows finally reported (one entry per line, `#` comments)
 SMOKE_CHECK = ("**Smoke check, not a result**: the `quick` profile trains on subsets for a few epochs so that `make "
                "bench` finishes in minutes; its scores move by several points between machines. Read the longest "
                "profile's board for conclusions.")
@@ -28,6 +29,16 @@ def _confined(results_dir: Path, relative: str) -> Path:
     if not path.resolve().is_relative_to(results_dir.resolve()):
         raise DynBenchError(f"refusing to write {path}: outside the results folder {results_dir}")
     return path
+
+
+def load_reported(results_dir: Path) -> frozenset[str] | None:
+    """The entries of `<results>/reported.txt` (e.g. `skipnet:baseline_alpha0.75`): in a sweep, the rows whose
+    test score is shown besides the Best row; None when the folder has no such file."""
+    path = results_dir / REPORTED_FILE
+    if not path.is_file():
+        return None
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return frozenset(line for line in lines if line)
 
 
 def load_noise(results_dir: Path) -> dict | None:
@@ -70,9 +81,12 @@ def board_markdown(board: Board, select_on: str | None, figures: list[LatencyFig
     elif board.kind == "code test":
         parts += [CODE_TEST, ""]
     if select_on == "val":
+        reported = ("the presets the sweep reports (its reported.txt: "
+                    + ", ".join(f"`{entry}`" for entry in sorted(board.reported)) + ")"
+                    if board.reported is not None else "named presets")
         parts += ["Sweep board: ranked and chosen on validation; the test column is shown only for the row chosen "
-                  "('Best') and for named presets, and not at all on the board of a candidate recipe its profile did not "
-                  "adopt.", ""]
+                  f"('Best') and for {reported}, and not at all on the board of a candidate recipe its profile did "
+                  "not adopt.", ""]
     line = noise_line(board, noise)
     parts += [best_line(board, select_on=select_on), ""] + ([line, ""] if line else [])
     if not board.has_dense:
@@ -83,8 +97,9 @@ def board_markdown(board: Board, select_on: str | None, figures: list[LatencyFig
               if row["zero_loss_terms"]]
     if silent:
         parts += ["Loss terms that stayed exactly 0 for the whole run (they never acted): " + "; ".join(silent) + ".", ""]
-    if len(board.comparisons):
-        parts += ["## Matched controls", "", comparisons_frame(board).to_markdown(index=False), ""]
+    comparisons = comparisons_frame(board, select_on)
+    if len(comparisons):
+        parts += ["## Matched controls", "", comparisons.to_markdown(index=False), ""]
     latency = latency_frame(board, figures)
     if latency is not None:
         parts += ["## Realized latency", "", latency[0], "", latency[1].to_markdown(index=False), ""]
@@ -177,6 +192,10 @@ def write_tables(results_dir: Path, select_on: str | None = None) -> Path:
     if runs.empty:
         raise DynBenchError(f"no usable run records under {results_dir / 'runs'} (every one was malformed; see warnings)")
     boards = build_boards(runs)
+    if select_on == "val":
+        reported = load_reported(results_dir)
+        for board in boards:
+            board.reported = reported
     latency, noise = load_figures(results_dir), load_noise(results_dir)
     try:
         plots: dict[str, dict[str, Path]] = {}
