@@ -108,6 +108,7 @@ def main() -> int:
     lock = threading.Lock()
     rows = [row for row in ROWS if not args.only or row.entry in args.only] + [preset_row(p) for p in args.presets]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    data_root = ["--data-root", args.data_root] if args.data_root else []
 
     def too_late(method: str, preset: str, seed: int, options: tuple[str, ...]) -> str | None:
         """Why this run is not started before `--stop-at` (None: start it): it has no current record and
@@ -151,8 +152,7 @@ def main() -> int:
                    "--dataset", args.dataset, "--backbone", args.backbone, "--profile", args.profile,
                    "--epochs", str(args.epochs), "--seed", str(seed), "--results", str(out),
                    *[item for option in options for item in ("--option", option)]]
-        if args.data_root:
-            command += ["--data-root", args.data_root]
+        command += data_root
         started = time.time()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         match = re.search(r"record: (\S+)", result.stdout)
@@ -166,7 +166,8 @@ def main() -> int:
                 log.write(f"{DURATION_MARK} {method}:{preset or 'default'} {time.time() - started:.0f}\n")
         record = match.group(1) if match and result.returncode == 0 else None
         if record is not None and args.lanes == 1 and method not in ("dense", "static_small"):
-            subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out)], cwd=ROOT, env=env)
+            subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out), *data_root],
+                           cwd=ROOT, env=env)
         return record
 
     def gated_with_controls(row: Row, seed: int) -> None:
@@ -187,7 +188,7 @@ def main() -> int:
         list(lanes.map(lambda seed: run("dense", seed), args.seeds))
         for seed in args.seeds:
             list(lanes.map(lambda row: gated_with_controls(row, seed), rows))
-    subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out)], cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out), *data_root], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0
 
