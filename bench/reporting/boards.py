@@ -30,7 +30,7 @@ SETTING_KEYS = ["dataset", "backbone", "backbone_options", "profile", "epochs", 
                 "optimizer", "lr", "batch_size", "weight_decay"]
 CONTROL_METHODS = {"random_gate": "random gates", "static_small": "static net"}
 ALL_ON = "all-on"  # the comparison key of the all-gates-on control, scored inside each gated record
-BUDGET_DIGITS = 2  # scripts/longer_runs.sh writes a matched static net's mac_budget to 2 decimals
+BUDGET_DIGITS = 2  # a static net sized by hand (`mac_budget`, no match_record) is matched to 2 decimals
 
 
 def warn(message: str) -> None:
@@ -402,7 +402,7 @@ def aggregate(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
 
 def _matched_static_runs(runs: pd.DataFrame, control: pd.Series) -> list[tuple[int, pd.Series]]:
     """Gated runs of this setting a static net without `match_record` was sized for: its `mac_budget` equals
-    their executed fraction of dense to 2 decimals (how scripts/longer_runs.sh sets it)."""
+    their executed fraction of dense to 2 decimals (a budget set by hand, without `match_record`)."""
     gated = runs[runs["gated"] & (runs["method"] != "random_gate")]
     fractions = (gated["executed_macs"] / gated["dense_macs"]).round(BUDGET_DIGITS)
     return [(int(run.seed), run) for (_, run), fraction in zip(gated.iterrows(), fractions)

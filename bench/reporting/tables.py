@@ -109,7 +109,7 @@ def board_markdown(board: Board, select_on: str | None, figures: list[LatencyFig
 
 
 def nested_boards(results_dir: Path) -> list[tuple[str, Board]]:
-    """Boards of result folders one level down (`results/longer`, ...), for the overall index's links."""
+    """Boards of result folders one level down (`results/mnist_resnet20`, ...), for the overall index's links."""
     found = []
     for sub in sorted(p for p in results_dir.iterdir() if (p / "runs").is_dir()) if results_dir.is_dir() else []:
         records = load_records(sub)
