@@ -115,6 +115,24 @@ def test_a_sweep_board_ranks_and_chooses_on_validation_and_hides_unreported_test
     assert main(["tables", "--results", str(results_dir), "--select-on", "val"]) == 0
 
 
+def test_choices_read_the_validation_inputs_macs_not_the_test_inputs(results_dir):
+    """Best and a sweep's front read MACs on the validation inputs. Fails if the test inputs' MACs chose:
+    `leaky` is cheaper than dense on test inputs only, `frugal` is cheaper than `thrifty` on test inputs only."""
+    def val_macs(mean: float) -> dict:
+        return {"val_executed_macs": {"dense": 1000, "mean": mean, "std": 0.0}}
+
+    save(results_dir, fake_record("dense", 0, 0.90, 1000, val=0.90))
+    save(results_dir, fake_record("leaky", 0, 0.99, 900, val=0.99, extra_metrics=val_macs(1100)))
+    save(results_dir, fake_record("thrifty", 0, 0.95, 700, val=0.95, extra_metrics=val_macs(600)))
+    save(results_dir, fake_record("frugal", 0, 0.94, 650, val=0.94, extra_metrics=val_macs(800)))
+    write_tables(results_dir, select_on="val")
+    page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    assert "**thrifty**" in page and "**leaky**" not in page
+    board = board_csv(results_dir).set_index("method")
+    assert board.loc["frugal", "dominated_by_val"] == board.loc["thrifty", "rank"]
+    assert board.loc["thrifty", "val_executed_macs_mean"] == 600
+
+
 def test_a_preset_sweep_reports_test_only_for_the_presets_its_folder_names(results_dir):
     """Every candidate is a named preset; reported.txt names the one the sweep's rule chose on validation.
     Fails if the other presets' test scores (the higher ones) were shown."""

@@ -63,14 +63,14 @@ def pareto_plot(board: "Board", path: Path, select_on: str | None = None) -> Pat
     rows = board.rows
     use_val = select_on == "val"
     intervals = list(rows["val"] if use_val else rows["score"])
-    macs = rows["executed_macs_mean"].to_numpy() / 1e6
+    macs = rows["val_executed_macs_mean" if use_val else "executed_macs_mean"].to_numpy() / 1e6
     score = 100 * np.array([i.mean for i in intervals])
     labels = [f"#{r} {e}" for r, e in zip(rows["rank"], rows["entry"])]
     markers = method_markers(list(rows["method"]))
     colours = row_colours(len(rows))
     # the legend sits right of the axes; bbox_inches="tight" widens the saved picture to hold it
     fig, ax = plt.subplots(figsize=(6.5, max(4.0, 0.21 * len(rows) + 1.2)), dpi=110)
-    xerr = _errors(list(rows["macs"]), 1e-6, 1.1 * max(rows["dense_macs_board"].max(), rows["executed_macs_mean"].max()) / 1e6)
+    xerr = _errors(list(rows["val_macs" if use_val else "macs"]), 1e-6, 1.1 * max(rows["dense_macs_board"].max(), macs.max() * 1e6) / 1e6)
     yerr = _errors(intervals, 100, 100.0)
     for i, row in enumerate(rows.itertuples()):
         ax.errorbar(macs[i], score[i], xerr=xerr[:, i:i + 1] if xerr[:, i].any() else None,
@@ -83,7 +83,7 @@ def pareto_plot(board: "Board", path: Path, select_on: str | None = None) -> Pat
         front = pareto_front(macs, score)
         ax.plot(macs[front], score[front], "k--", linewidth=0.8, alpha=0.5, label="front (means)")
     metric = rows["metric"].iloc[0]
-    ax.set_xlabel("executed MACs per input (millions, mean over the test inputs)")
+    ax.set_xlabel(f"executed MACs per input (millions, mean over the {'validation' if use_val else 'test'} inputs)")
     ax.set_ylabel(f"{'validation' if use_val else 'test'} {metric} (%)")
     spread = ("95 % t-interval over seeds, bars clipped to what can occur" if (rows["seeds"] > 1).any()
               else "single seeds: no interval")

@@ -164,7 +164,7 @@ def _csv_frame(boards: list[Board], select_on: str | None) -> pd.DataFrame:
     """The boards' rows with their setting; in a sweep (`select_on="val"`) test figures only for reported rows."""
     frames = []
     for board in boards:
-        rows = board.rows.drop(columns=["score", "val", "macs"]).copy()
+        rows = board.rows.drop(columns=["score", "val", "macs", "val_macs"]).copy()
         if select_on == "val":
             hidden = ~rows["rank"].isin(reported_ranks(board))
             for column in ("score_mean", "score_ci_low", "score_ci_high", "dominated_by", "on_front"):
