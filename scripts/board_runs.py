@@ -49,12 +49,11 @@ from bench.matching import matched_run_changed  # noqa: E402
 from bench.records import code_hash, load_record, record_path  # noqa: E402
 from bench.train import make_spec, plugin_file  # noqa: E402
 
-# a method's training step relative to dense's (scripts/throughput.py, ResNet-20, 2026-12-02; CosineGate
-# 2026-12-03 after its gradient-layout fix, 1 thread): sizes a run
-# that has no finished record of its own entry on this board yet
+# a method's training step relative to dense (`make bench-perf`, ResNet-20, batch 128, 1 thread, 2026-12-03,
+# commit 791f0be): sizes a run that has no finished record of its own entry on this board yet
 DURATION_MARK = "# trained:"  # log.txt line: "# trained: method:preset seconds"
-STEP_RATIO = {"convnet_aig": 1.13, "skipnet": 1.24, "cosinegate": 1.25, "batch_shaping": 1.11, "midl": 1.47,
-              "random_gate": 1.03, "static_small": 1.0, "dense": 1.0}
+STEP_RATIO = {"convnet_aig": 1.10, "skipnet": 1.17, "cosinegate": 1.24, "batch_shaping": 1.16, "midl": 1.27,
+              "random_gate": 1.02, "static_small": 1.0, "dense": 1.0}
 
 
 @dataclass(frozen=True)
