@@ -28,7 +28,9 @@ CONTROL_RULE = ("Controls: each gated row against the controls matched to it (ra
                 "a static net at its MACs, random top-k at its k, and all gates on: the same trained model with every "
                 "gate forced to 1, scored in its own record), paired run by run; Δ = gated − control test score in points, with its "
                 f"{100 * CONFIDENCE:.0f} % t-interval over the pairs. Verdict 'better'/'worse' only where the interval "
-                "excludes 0, 'no evidence' where it does not, none with a single pair.")
+                "excludes 0, 'no evidence' where it does not, none with a single pair. 'control − gated MACs' = how "
+                "far the control's mean executed MACs lie from the gated row's, as a share of dense MACs (a static net's "
+                "depth/width grid can miss the budget by a few points; a control with more MACs has an advantage).")
 LATENCY_RULE = ("Latency saving b1 / b128: 1 − dynamic / dense latency of the same backbone at batch 1 and batch 128, "
                 "really skipping, timed after training with each model alone (the 'Realized latency' table below "
                 "gives CIs, machine, overheads and the execution verdict); '—' = not timed (ungated rows: their "
@@ -97,6 +99,7 @@ def comparisons_frame(board: Board, select_on: str | None = None) -> pd.DataFram
     return pd.DataFrame({
         "gated row": [f"#{r} {e}" for r, e in zip(c["gated_rank"], c["gated"])],
         "matched control": [f"#{r} {e}" if r else e for r, e in zip(c["control_rank"], c["control"])],
+        "control − gated MACs (of dense)": ["—" if pd.isna(g) else f"{100 * g:+.1f} %" for g in c["macs_gap"]],
         "pairs (seeds)": [f"{n} ({', '.join(map(str, s))})" for n, s in zip(c["pairs"], c["seeds"])],
         "Δ test (points)": [d.format(100) + ("" if d.has_spread else " †") for d in c["difference"]],
         "verdict": c["verdict"],

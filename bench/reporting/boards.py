@@ -453,12 +453,16 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
         gated_row = row_of[gated_config]
         control_rank, control_entry = ((0, "all gates on (the same trained model)") if control_config == ALL_ON
                                        else (row_of[control_config].rank, row_of[control_config].entry))
+        # how far the control's MACs are from the gated row's (a coarse static search can miss the budget)
+        macs_gap = (math.nan if control_config == ALL_ON else
+                    (row_of[control_config].executed_macs_mean - gated_row.executed_macs_mean) / gated_row.dense_macs_board)
         comparisons.append({"gated_rank": gated_row.rank, "gated": gated_row.entry, "control_rank": control_rank,
-                            "control": control_entry, "pairs": result.difference.n, "seeds": list(result.seeds),
+                            "control": control_entry, "macs_gap": macs_gap,
+                            "pairs": result.difference.n, "seeds": list(result.seeds),
                             "difference": result.difference, "difference_mean": result.difference.mean,
                             "difference_ci_low": result.difference.low, "difference_ci_high": result.difference.high,
                             "verdict": result.verdict})
-    frame = pd.DataFrame(comparisons, columns=["gated_rank", "gated", "control_rank", "control", "pairs", "seeds",
+    frame = pd.DataFrame(comparisons, columns=["gated_rank", "gated", "control_rank", "control", "macs_gap", "pairs", "seeds",
                                                "difference", "difference_mean", "difference_ci_low",
                                                "difference_ci_high", "verdict"])
     return frame.sort_values(["gated_rank", "control_rank"]).reset_index(drop=True)
