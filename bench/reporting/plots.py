@@ -70,7 +70,7 @@ def pareto_plot(board: "Board", path: Path, select_on: str | None = None) -> Pat
     colours = row_colours(len(rows))
     # the legend sits right of the axes; bbox_inches="tight" widens the saved picture to hold it
     fig, ax = plt.subplots(figsize=(6.5, max(4.0, 0.21 * len(rows) + 1.2)), dpi=110)
-    xerr = _errors(list(rows["val_macs" if use_val else "macs"]), 1e-6, 1.1 * max(rows["dense_macs_board"].max(), macs.max() * 1e6) / 1e6)
+    xerr = _errors(list(rows["val_macs" if use_val else "macs"]), 1e-6, 1.1 * max(rows["dense_macs_board"].max() / 1e6, macs.max()))
     yerr = _errors(intervals, 100, 100.0)
     for i, row in enumerate(rows.itertuples()):
         ax.errorbar(macs[i], score[i], xerr=xerr[:, i:i + 1] if xerr[:, i].any() else None,
