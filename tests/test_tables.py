@@ -133,6 +133,19 @@ def test_choices_read_the_validation_inputs_macs_not_the_test_inputs(results_dir
     assert board.loc["thrifty", "val_executed_macs_mean"] == 600
 
 
+def test_a_tie_in_validation_score_goes_to_fewer_validation_macs(results_dir):
+    """Fails if the test inputs' MACs break the tie: `lean` is cheaper on test inputs only."""
+    def val_macs(mean: float) -> dict:
+        return {"val_executed_macs": {"dense": 1000, "mean": mean, "std": 0.0}}
+
+    save(results_dir, fake_record("dense", 0, 0.90, 1000, val=0.90))
+    save(results_dir, fake_record("lean", 0, 0.95, 500, val=0.95, extra_metrics=val_macs(650)))
+    save(results_dir, fake_record("thrifty", 0, 0.95, 700, val=0.95, extra_metrics=val_macs(600)))
+    write_tables(results_dir, select_on="val")
+    board = board_csv(results_dir).set_index("method")
+    assert board.loc["thrifty", "rank"] < board.loc["lean", "rank"]
+
+
 def test_a_preset_sweep_reports_test_only_for_the_presets_its_folder_names(results_dir):
     """Every candidate is a named preset; reported.txt names the one the sweep's rule chose on validation.
     Fails if the other presets' test scores (the higher ones) were shown."""

@@ -11,7 +11,8 @@ from bench.measure.macs import COUNTING_RULE
 from bench.reporting.stats import CONFIDENCE
 
 RANK_RULE = ("Rank: by mean validation score (accuracy, or mIoU for segmentation; higher first), ties by fewer "
-             "executed MACs. Test scores are reported, never used to order, choose or mark the front of a sweep. "
+             "executed MACs on the validation inputs. Test scores are reported, never used to order, choose or "
+             "mark the front of a sweep. "
              "'Best' = the best mean validation score among rows executing at most this board's dense MACs.")
 CI_RULE = (f"Scores and MACs: mean over seeds with its {100 * CONFIDENCE:.0f} % t-interval [low, high] (Student's t, "
            "n − 1 degrees of freedom; score intervals cut at 0 and 100 %); n = seeds; '†' = a single seed: no "

@@ -365,7 +365,7 @@ def _dense_macs(runs: pd.DataFrame) -> tuple[float, bool]:
 
 def aggregate(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     """One row per configuration: t-intervals over seeds, savings against this board's dense row, front,
-    input dependence. Ranked by mean validation score (ties: fewer MACs)."""
+    input dependence. Ranked by mean validation score (ties: fewer MACs on the validation inputs)."""
     dense_macs, has_dense = _dense_macs(runs)
     rows = []
     for config, group in runs.groupby("config", sort=False):
@@ -391,7 +391,7 @@ def aggregate(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
             "share_off": gated["share_off"].mean(), "per_input_macs_std": group["executed_macs_std"].mean(),
             "spec_hashes": group["spec_hash"].tolist(),
         })
-    rows_frame = pd.DataFrame(rows).sort_values(["val_score_mean", "executed_macs_mean"], ascending=[False, True])
+    rows_frame = pd.DataFrame(rows).sort_values(["val_score_mean", "val_executed_macs_mean"], ascending=[False, True])
     rows_frame = rows_frame.reset_index(drop=True)
     rows_frame.insert(0, "rank", range(1, len(rows_frame) + 1))
     # the validation front pairs validation scores with validation MACs: a choice never reads the test inputs
