@@ -1,13 +1,16 @@
 """Static-small control (methods.md §7): a shallower and/or narrower dense backbone of the same family,
 chosen so that its MACs match a budget — is conditional computation better than a smaller static net?
 
-`mac_budget` is a fraction of the full backbone's MACs (e.g. a gated method's mean executed MACs over
-its dense MACs). The search spans the family's depth (CIFAR ResNet: 6n+2, n ≤ the original; resmlp /
-textcnn: blocks ≤ the original; segnet: 18 ≤ the original) and width (stage widths, integers up to the
-original); MACs are counted with `bench.measure.macs.count_macs`, and the candidate closest to the budget wins
-(ties: the deeper one). A budget the smallest candidate overshoots by more than 5 % (§7 matching rule)
-is an error (the nearest candidate may be off by more where widths are coarse). The record's `mac_saving` is against the full dense backbone: the training loop counts the
-dense MACs before `build`. The chosen configuration is stored as `static_small` in the metrics.
+`mac_budget` is a fraction of the full backbone's MACs (e.g. a gated method's mean executed MACs over its
+dense MACs). The search spans the family's depth (CIFAR ResNet: 6n+2, n ≤ the original; resmlp / textcnn:
+blocks ≤ the original; segnet: 18 ≤ the original) and width (integers up to the original; CIFAR ResNet: the
+last stage's width c, the others round(c/2) and round(c/4), a grid four times finer than one base width: on
+ResNet-20, base widths 13 and 14 execute 66 and 77 % of its MACs, a gap wider than §7's ±5 %); MACs are
+counted with `bench.measure.macs.count_macs`, and the candidate closest to the budget wins (ties: the deeper
+one). A budget the smallest candidate overshoots by more than 5 % (§7 matching rule) is an error; the chosen
+net's miss (`relative_miss`, MACs over the budget − 1) is in the record, and the board marks a control outside
+±5 % as not matched. The record's `mac_saving` is against the full dense backbone: the training loop counts
+the dense MACs before `build`. The chosen configuration is stored as `static_small` in the metrics.
 `match_record` instead takes the budget from a trained run's record (path or spec hash): its mean
 executed MACs on the validation split over its dense MACs (`bench.matching`); the record must come
 from the same dataset and backbone, and is summarised in this run's record so that the control goes
@@ -24,6 +27,7 @@ from torch import nn
 from bench import DynBenchError
 from bench.backbones import build_backbone
 from bench.backbones.base import Backbone
+from bench.backbones.resnet_cifar import basic_block, resnet_cifar
 from bench.gating.blockgates import check_fraction, require_blocks
 from bench.gating.gates import GateTrace
 from bench.measure.macs import count_macs
@@ -56,9 +60,31 @@ def family_options(backbone: Backbone) -> tuple[str, dict[str, Any], list[int]]:
     raise DynBenchError(f"static_small: no depth/width search for backbone family '{family}'")
 
 
-def base_width(backbone: Backbone) -> int:
+def searched_width(backbone: Backbone) -> int:
+    """The full backbone's value of the width searched: the last block's width for CIFAR ResNets, the
+    first block's input width otherwise."""
+    if backbone.family.startswith("resnet"):
+        return backbone.blocks[-1].first[0].out_channels
     layer = backbone.blocks[0].first[0]
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
+
+
+def resnet_stage_widths(in_shape: tuple[int, ...], num_classes: int, depth: int,
+                        widths: tuple[int, int, int]) -> Backbone:
+    """A CIFAR ResNet whose three stage widths are set one by one: the family's net at the first stage's
+    width (it scales all three by one width), its later stages rebuilt at their own widths."""
+    model = resnet_cifar(in_shape, num_classes, depth=depth, width=widths[0])
+    n = (depth - 2) // 6
+    c_in = widths[0]
+    for stage, c_out in enumerate(widths[1:], start=1):
+        for i in range(n):
+            model.blocks[stage * n + i] = basic_block(c_in, c_out, stride=2 if i == 0 else 1)
+            c_in = c_out
+    model.head[-1] = nn.Linear(c_in, num_classes)
+    for module in model.blocks[n:].modules():
+        if isinstance(module, nn.Conv2d):  # the family's initialisation
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return model
 
 
 def num_classes(backbone: Backbone) -> int:
@@ -94,17 +120,27 @@ class StaticSmall(Method):
     def build(self, backbone: nn.Module) -> nn.Module:
         require_blocks(backbone, self.name)
         family, fixed, depths = family_options(backbone)
-        shape, classes, width0 = backbone.in_shape, num_classes(backbone), base_width(backbone)
+        shape, classes, full_width = backbone.in_shape, num_classes(backbone), searched_width(backbone)
         example = backbone.example_input(1, torch.Generator().manual_seed(0))
         full = count_macs(backbone, example)
         target = self.config["mac_budget"] * full
 
+        def layout(width: int) -> dict[str, Any]:
+            if family == "resnet_cifar":
+                return {"widths": (max(MIN_WIDTH, round(width / 4)), max(MIN_WIDTH, round(width / 2)), width)}
+            return {"width": width}
+
+        def build_candidate(depth: int, width: int) -> Backbone:
+            if family == "resnet_cifar":
+                return resnet_stage_widths(shape, classes, depth, **layout(width))
+            return build_backbone(family, shape, classes, depth=depth, width=width, **fixed)
+
         def macs(depth: int, width: int) -> int:
-            return count_macs(build_backbone(family, shape, classes, depth=depth, width=width, **fixed), example)
+            return count_macs(build_candidate(depth, width), example)
 
         candidates = []  # per depth, the widths just below and above the target (MACs grow with width)
         for depth in depths:
-            low, high = MIN_WIDTH, width0
+            low, high = MIN_WIDTH, full_width
             if macs(depth, low) >= target:
                 candidates.append((depth, low, macs(depth, low)))
                 continue
@@ -117,9 +153,10 @@ class StaticSmall(Method):
             raise DynBenchError(f"static_small: mac_budget {self.config['mac_budget']} is below the smallest "
                                 f"{family} tried ({smallest / full:.3f} of the dense MACs); raise the budget")
         depth, width, chosen = min(candidates, key=lambda c: (abs(c[2] - target), -c[0]))
-        self.chosen = {"family": family, "depth": depth, "width": width, "macs": chosen,
-                       "fraction_of_dense": chosen / full, "target_fraction": self.config["mac_budget"]}
-        return build_backbone(family, shape, classes, depth=depth, width=width, **fixed)
+        self.chosen = {"family": family, "depth": depth, **layout(width), "macs": chosen,
+                       "fraction_of_dense": chosen / full, "target_fraction": self.config["mac_budget"],
+                       "relative_miss": chosen / target - 1}
+        return build_candidate(depth, width)
 
     def extra_metrics(self, model: nn.Module, example: torch.Tensor, trace: GateTrace) -> dict[str, Any]:
         metrics: dict[str, Any] = {"static_small": dict(self.chosen)}

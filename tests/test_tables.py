@@ -211,20 +211,20 @@ def test_a_gate_on_for_all_inputs_makes_the_row_static(results_dir):
     assert "no gates (static)" in line["dense"]
 
 
-def matched_controls(results_dir: Path, gains: list[float], static_macs_off: bool = False) -> None:
-    """A gated row over three seeds, random gates matched to each seed's record, a static net at its MACs
-    (`static_macs_off`: 2 % of dense MACs above them, as a coarse width grid can leave it)."""
+def matched_controls(results_dir: Path, gains: list[float], static_macs: float = 500) -> None:
+    """A gated row over three seeds (500 MACs of 1000), random gates matched to each seed's record, a static
+    net at `static_macs` (a width grid can leave it off the gated row's MACs)."""
     for seed, gain in enumerate(gains):
         gated_path = save(results_dir, fake_record("learned", seed, 0.90 + gain, 500, rates={"blocks.0": 0.5}))
         save(results_dir, fake_record("random_gate", seed, 0.90, 500, rates={"blocks.0": 0.5},
                                       options={"match_record": str(gated_path)}))
-        save(results_dir, fake_record("static_small", seed, 0.90 - gain, 520 if static_macs_off else 500,
+        save(results_dir, fake_record("static_small", seed, 0.90 - gain, static_macs,
                                       options={"mac_budget": 0.5}))
         save(results_dir, fake_record("dense", seed, 0.93, 1000))
 
 
 def test_gated_rows_are_compared_with_their_matched_controls_paired_by_seed(results_dir):
-    matched_controls(results_dir, [0.05, 0.06, 0.04], static_macs_off=True)
+    matched_controls(results_dir, [0.05, 0.06, 0.04], static_macs=520)
     write_tables(results_dir)
     page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
     assert "random gates @ learned rates" in page and "match_record" not in page  # labelled by what it is
@@ -238,6 +238,19 @@ def test_gated_rows_are_compared_with_their_matched_controls_paired_by_seed(resu
     assert board_csv(results_dir)["seeds"].tolist() == [3, 3, 3, 3]  # controls of 3 seeds are one row
     report = (results_dir / "report.html").read_text()
     assert "<h3>Matched controls</h3>" in report and report.count("<td class=\"text\">better</td>") == 2
+
+
+def test_a_static_net_more_than_5_percent_off_the_gated_macs_is_marked_not_matched(results_dir):
+    """§7: matched = within ±5 % of the gated row's MACs; 540 against 500 is +8 %, 520 is +4 %."""
+    matched_controls(results_dir, [0.05, 0.06, 0.04], static_macs=540)
+    write_tables(results_dir)
+    comparisons = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text().split("## Matched controls")[1]
+    static_row = next(r for r in comparisons.splitlines() if "static net @" in r)
+    random_row = next(r for r in comparisons.splitlines() if "random gates @" in r)
+    assert "better · not matched (MACs +8.0 % of the gated row's" in static_row and "not matched" not in random_row
+    matched_controls(results_dir, [0.05, 0.06, 0.04], static_macs=520)
+    write_tables(results_dir)
+    assert "not matched (" not in (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
 
 
 def test_no_evidence_when_the_interval_covers_zero(results_dir):

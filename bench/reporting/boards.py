@@ -29,6 +29,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 SETTING_KEYS = ["dataset", "backbone", "backbone_options", "profile", "epochs", "test_examples", "train_examples",
                 "optimizer", "lr", "batch_size", "weight_decay"]
 CONTROL_METHODS = {"random_gate": "random gates", "static_small": "static net"}
+STATIC_MATCH_TOLERANCE = 0.05  # §7: a static net is matched when its MACs lie within ±5 % of the gated row's
 ALL_ON = "all-on"  # the comparison key of the all-gates-on control, scored inside each gated record
 BUDGET_DIGITS = 2  # a static net sized by hand (`mac_budget`, no match_record) is matched to 2 decimals
 
@@ -456,12 +457,17 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
         # how far the control's MACs are from the gated row's (a coarse static search can miss the budget)
         macs_gap = (math.nan if control_config == ALL_ON else
                     (row_of[control_config].executed_macs_mean - gated_row.executed_macs_mean) / gated_row.dense_macs_board)
+        verdict = result.verdict
+        if control_config != ALL_ON and row_of[control_config].method == "static_small":
+            miss = row_of[control_config].executed_macs_mean / gated_row.executed_macs_mean - 1
+            if abs(miss) > STATIC_MATCH_TOLERANCE:
+                verdict += f" · not matched (MACs {100 * miss:+.1f} % of the gated row's, §7 ±5 %)"
         comparisons.append({"gated_rank": gated_row.rank, "gated": gated_row.entry, "control_rank": control_rank,
                             "control": control_entry, "macs_gap": macs_gap,
                             "pairs": result.difference.n, "seeds": list(result.seeds),
                             "difference": result.difference, "difference_mean": result.difference.mean,
                             "difference_ci_low": result.difference.low, "difference_ci_high": result.difference.high,
-                            "verdict": result.verdict})
+                            "verdict": verdict})
     frame = pd.DataFrame(comparisons, columns=["gated_rank", "gated", "control_rank", "control", "macs_gap", "pairs", "seeds",
                                                "difference", "difference_mean", "difference_ci_low",
                                                "difference_ci_high", "verdict"])
