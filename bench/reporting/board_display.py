@@ -30,9 +30,10 @@ CONTROL_RULE = ("Controls: each gated row against the controls matched to it (ra
                 "gate forced to 1, scored in its own record), paired run by run; Δ = gated − control test score in points, with its "
                 f"{100 * CONFIDENCE:.0f} % t-interval over the pairs. Verdict 'better'/'worse' only where the interval "
                 "excludes 0, 'no evidence' where it does not, none with a single pair. 'control − gated MACs' = how "
-                "far the control's mean executed MACs lie from the gated row's, as a share of dense MACs (a static net's "
-                "depth/width grid can miss the budget by a few points; a control with more MACs has an advantage); "
-                "a static net more than 5 % of the gated row's MACs away is marked 'not matched' (methods.md §7).")
+                "far the control's mean executed MACs lie from those of the gated runs it is paired with, as a share "
+                "of dense MACs (a static net's depth/width grid can miss the budget by a few points; a control with "
+                "more MACs has an advantage); a static net more than 5 % of those MACs away is marked 'not matched' "
+                "(methods.md §7).")
 LATENCY_RULE = ("Latency saving b1 / b128: 1 − dynamic / dense latency of the same backbone at batch 1 and batch 128, "
                 "really skipping, timed after training with each model alone (the 'Realized latency' table below "
                 "gives CIs, machine, overheads and the execution verdict); '—' = not timed (ungated rows: their "

@@ -420,12 +420,16 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
     config_of = dict(zip(runs["spec_hash"], runs["config"]))
     row_of = {row.config: row for row in rows.itertuples()}
     pairs: dict[tuple[str, str], tuple[dict[int, float], dict[int, float]]] = {}
+    paired_macs: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}  # seed: (gated, control) executed MACs
 
-    def pair(gated_run: pd.Series, control_config: str, control_score: float, seed: int | None = None) -> None:
+    def pair(gated_run: pd.Series, control_config: str, control_score: float, seed: int | None = None,
+             control_macs: float = math.nan) -> None:
         """One seed's (gated, control) scores for the pair of rows (seed: the gated run's own by default)."""
         seed = int(gated_run["seed"]) if seed is None else seed
         gated_scores, control_scores = pairs.setdefault((gated_run["config"], control_config), ({}, {}))
         gated_scores[seed], control_scores[seed] = gated_run["score"], control_score
+        paired_macs.setdefault((gated_run["config"], control_config), {})[seed] = (gated_run["executed_macs"],
+                                                                                   control_macs)
 
     # a control is any run that names the run it matches (random gates, and whatever control comes next), or
     # a static net sized by mac_budget alone
@@ -439,13 +443,13 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
         else:
             matched = [(seed, run) for seed, run in _matched_static_runs(runs, control) if seed == control["seed"]]
         for seed, gated_run in matched:
-            pair(gated_run, control["config"], control["score"], seed)
+            pair(gated_run, control["config"], control["score"], seed, control["executed_macs"])
     for _, control in runs[runs["resolved_options"].map(_selects_at_random)].iterrows():
         for _, gated_run in _learned_twins(runs, control).iterrows():
-            pair(gated_run, control["config"], control["score"])
+            pair(gated_run, control["config"], control["score"], control_macs=control["executed_macs"])
     for _, reference in runs[runs["dense_form"].notna()].iterrows():  # a method against dense in its block form
         for _, gated_run in _same_form_runs(runs, reference).iterrows():
-            pair(gated_run, reference["config"], reference["score"])
+            pair(gated_run, reference["config"], reference["score"], control_macs=reference["executed_macs"])
     for _, gated_run in runs[runs["all_on_score"].notna() & ~runs["method"].isin(CONTROL_METHODS)].iterrows():
         pair(gated_run, ALL_ON, gated_run["all_on_score"])
     comparisons = []
@@ -454,14 +458,16 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
         gated_row = row_of[gated_config]
         control_rank, control_entry = ((0, "all gates on (the same trained model)") if control_config == ALL_ON
                                        else (row_of[control_config].rank, row_of[control_config].entry))
-        # how far the control's MACs are from the gated row's (a coarse static search can miss the budget)
-        macs_gap = (math.nan if control_config == ALL_ON else
-                    (row_of[control_config].executed_macs_mean - gated_row.executed_macs_mean) / gated_row.dense_macs_board)
+        # how far the control's MACs are from the gated runs' it is paired with, over the paired seeds (a
+        # static search can miss the budget; seeds of one gated row can differ widely in MACs)
+        macs_by_seed = paired_macs[(gated_config, control_config)]
+        gated_macs, control_macs = (sum(m[i] for m in macs_by_seed.values()) for i in (0, 1))
+        macs_gap = (control_macs - gated_macs) / (gated_row.dense_macs_board * len(macs_by_seed))
         verdict = result.verdict
         if control_config != ALL_ON and row_of[control_config].method == "static_small":
-            miss = row_of[control_config].executed_macs_mean / gated_row.executed_macs_mean - 1
+            miss = control_macs / gated_macs - 1
             if abs(miss) > STATIC_MATCH_TOLERANCE:
-                verdict += f" · not matched (MACs {100 * miss:+.1f} % of the gated row's, §7 ±5 %)"
+                verdict += f" · not matched (MACs {100 * miss:+.1f} % of the gated runs', §7 ±5 %)"
         comparisons.append({"gated_rank": gated_row.rank, "gated": gated_row.entry, "control_rank": control_rank,
                             "control": control_entry, "macs_gap": macs_gap,
                             "pairs": result.difference.n, "seeds": list(result.seeds),
