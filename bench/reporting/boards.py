@@ -29,7 +29,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 SETTING_KEYS = ["dataset", "backbone", "backbone_options", "profile", "epochs", "test_examples", "train_examples",
                 "optimizer", "lr", "batch_size", "weight_decay"]
 CONTROL_METHODS = {"random_gate": "random gates", "static_small": "static net"}
-STATIC_MATCH_TOLERANCE = 0.05  # §7: a static net is matched when its MACs lie within ±5 % of the gated row's
+STATIC_MATCH_TOLERANCE = 0.05  # §7: a static net is matched within ±5 % of the MACs of the gated runs it pairs with
 ALL_ON = "all-on"  # the comparison key of the all-gates-on control, scored inside each gated record
 BUDGET_DIGITS = 2  # a static net sized by hand (`mac_budget`, no match_record) is matched to 2 decimals
 
