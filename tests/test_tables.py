@@ -200,14 +200,16 @@ def test_a_gate_on_for_all_inputs_makes_the_row_static(results_dir):
     dependence = {"gates": 3, "gate_share_always_on": 1 / 3, "gate_share_conditional": 2 / 3,
                   "gate_share_always_off": 0.0, "static": False}
     save(results_dir, fake_record("topk", 0, 0.9, 640, extra_metrics={**channels, "input_dependence": dependence}))
+    save(results_dir, fake_record("almost", 0, 0.9, 630, rates={"blocks.0": 0.995, "blocks.1": 0.0}, macs_std=5))
     write_tables(results_dir)
     page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
     line = {name: next(row for row in page.splitlines() if f"| {name} " in row) for name in
-            ("blockgate", "learned", "chan", "topk", "dense")}
+            ("blockgate", "learned", "chan", "topk", "almost", "dense")}
     assert "**static** (on 50 % · cond. 0 % · off 50 %)" in line["blockgate"]
     assert "**static**" in line["chan"]
     assert "input-dependent (on 50 % · cond. 50 % · off 0 %" in line["learned"]
     assert "input-dependent (on 33 % · cond. 67 %" in line["topk"]  # input_dependence wins over gate_share_*
+    assert "**nearly static** (on 50 % · cond. 0 % · off 50 %" in line["almost"]  # varies on 0.5 % of inputs
     assert "no gates (static)" in line["dense"]
 
 

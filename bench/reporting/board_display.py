@@ -23,8 +23,10 @@ FRONT_RULE = ("Front: 'front' = no other row has at most its MACs and at least i
               "'(within CI)' = the two rows' test intervals overlap, or one of them has a single seed.")
 STATIC_RULE = ("Input dependence: shares of gates always on (> 99 % of inputs), conditional, always off (< 1 %), over "
                "all gates of all units (a block gate is one gate; from the record's input_dependence, else its "
-               "val_exec_rate_per_gate, else gate_share_*, else its per-unit execution rates); **static** = no gate decides differently between inputs in any "
-               "seed: a pruned network, not conditional computation. MACs σ = per-input spread of executed MACs.")
+               "val_exec_rate_per_gate, else gate_share_*, else its per-unit execution rates); **static** = no gate "
+               "decides differently between inputs in any seed: a pruned network, not conditional computation; "
+               "**nearly static** = some decision varies, but no gate is conditional (each is on for > 99 % or < 1 % "
+               "of inputs) in any seed. MACs σ = per-input spread of executed MACs.")
 CONTROL_RULE = ("Controls: each gated row against the controls matched to it (random gates at its validation rates, "
                 "a static net at its MACs, random top-k at its k, and all gates on: the same trained model with every "
                 "gate forced to 1, scored in its own record), paired run by run; Δ = gated − control test score in points, with its "
