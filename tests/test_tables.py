@@ -482,11 +482,13 @@ def test_all_on_random_top_k_and_per_gate_rates_from_the_records_main_writes(res
         save(results_dir, fake_record("midl", seed, 0.90 + gain, 600, rates={"blocks.0": 0.66, "blocks.1": 1.0},
                                       extra_metrics={"all_on": all_on, "val_exec_rate_per_gate": per_gate,
                                                      "zero_loss_terms": ["cost"]}))
-        save(results_dir, fake_record("midl", seed, 0.90, 600, preset="random_topk", rates={"blocks.0": 0.66}))
+        save(results_dir, fake_record("midl", seed, 0.90, 600, preset="random_topk", rates={"blocks.0": 0.66},
+                                      extra_metrics={"all_on": all_on}))
         save(results_dir, fake_record("dense", seed, 0.93, 1000))
     write_tables(results_dir)
     page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
     comparisons = page.split("## Matched controls")[1]
+    assert comparisons.count("all gates on (the same trained model)") == 1  # a control is not compared itself
     all_on_row = next(r for r in comparisons.splitlines() if "all gates on (the same trained model)" in r)
     top_k_row = next(r for r in comparisons.splitlines() if "random top-k @ midl k" in r)
     assert "45.00 [" in all_on_row and "| better " in all_on_row

@@ -450,7 +450,8 @@ def compare_with_controls(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFram
     for _, reference in runs[runs["dense_form"].notna()].iterrows():  # a method against dense in its block form
         for _, gated_run in _same_form_runs(runs, reference).iterrows():
             pair(gated_run, reference["config"], reference["score"], control_macs=reference["executed_macs"])
-    for _, gated_run in runs[runs["all_on_score"].notna() & ~runs["method"].isin(CONTROL_METHODS)].iterrows():
+    learned = ~runs["method"].isin(CONTROL_METHODS) & ~runs["resolved_options"].map(_selects_at_random)
+    for _, gated_run in runs[runs["all_on_score"].notna() & learned].iterrows():
         pair(gated_run, ALL_ON, gated_run["all_on_score"])
     comparisons = []
     for (gated_config, control_config), (gated_scores, control_scores) in pairs.items():
