@@ -488,7 +488,7 @@ def test_all_on_random_top_k_and_per_gate_rates_from_the_records_main_writes(res
     write_tables(results_dir)
     page = (results_dir / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
     comparisons = page.split("## Matched controls")[1]
-    assert comparisons.count("all gates on (the same trained model)") == 1  # a control is not compared itself
+    assert comparisons.count("all gates on (the same trained model)") == 1  # the random top-k control has no all-on line
     all_on_row = next(r for r in comparisons.splitlines() if "all gates on (the same trained model)" in r)
     top_k_row = next(r for r in comparisons.splitlines() if "random top-k @ midl k" in r)
     assert "45.00 [" in all_on_row and "| better " in all_on_row

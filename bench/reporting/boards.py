@@ -535,7 +535,8 @@ def input_dependence_label(row: pd.Series | Any) -> str:
         return f"**static** ({shares})"
     if row["static_runs"]:
         return f"static in {row['static_runs']} of {row['gated_runs']} seeds ({shares})"
+    spread = f"MACs σ {row['per_input_macs_std'] / 1e6:.3f} M"
     if abs(row["share_conditional"]) < 1e-6:  # float sums leave −3e-8 where no gate is conditional
-        return f"**nearly static** ({shares}; MACs σ {row['per_input_macs_std'] / 1e6:.3f} M)"
-    return f"input-dependent ({shares}; MACs σ {row['per_input_macs_std'] / 1e6:.3f} M)"
+        return f"**nearly static** ({shares}; {spread})"
+    return f"input-dependent ({shares}; {spread})"
 
