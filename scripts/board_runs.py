@@ -21,8 +21,9 @@ every gated run is timed at the end, once both lanes are idle (`dynbench time`).
 An interrupted run (Ctrl-C, kill, the end of a session) keeps its last completed epoch: where the results
 folder survives, the same command resumes it. `--stop-at HH:MM` is for machines whose disk does not survive:
 it starts no training that would not finish by then (estimated from this board's log of earlier trainings of
-the same entry, else from its dense runs times the method's step ratio; a resumed run needs only its epochs
-left), since an unfinished run is lost there and its CPU time is better spent on a run that fits.
+the same entry, else from its dense runs times the method's step ratio; trainings logged on a machine of this
+one's probed speed first; a resumed run needs only its epochs left), since an unfinished run is lost there and
+its CPU time is better spent on a run that fits.
 """
 from __future__ import annotations
 
@@ -51,7 +52,12 @@ from bench.train import make_spec, plugin_file  # noqa: E402
 
 # a method's training step relative to dense (`make bench-perf`, ResNet-20, batch 128, 1 thread, 2026-12-03,
 # commit 791f0be): sizes a run that has no finished record of its own entry on this board yet
-DURATION_MARK = "# trained:"  # log.txt line: "# trained: method:preset seconds"
+DURATION_MARK = "# trained:"  # log.txt line: "# trained: method:preset seconds [speed]"
+# speed: this machine's dense ResNet-20 training images/s (synthetic CIFAR-shaped batches of 128, the run's
+# threads) probed when board_runs starts; durations logged at a speed within SAME_SPEED of this machine's
+# size its runs first (lent machines differ: 231 to 776 probe images/s on 2 threads so far)
+SPEED_PROBE = {"backbone": "resnet20", "input_shape": (3, 32, 32), "num_classes": 10, "batch_size": 128}
+SAME_SPEED = 0.15
 STEP_RATIO = {"convnet_aig": 1.10, "skipnet": 1.17, "cosinegate": 1.24, "batch_shaping": 1.16, "midl": 1.27,
               "random_gate": 1.02, "static_small": 1.0, "dense": 1.0}
 
@@ -108,6 +114,7 @@ def main() -> int:
     lock = threading.Lock()
     rows = [row for row in ROWS if args.only is None or row.entry in args.only] + [preset_row(p) for p in args.presets]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    speed = machine_speed(args.threads)  # before any run starts: nothing else loads the machine
     data_root = ["--data-root", args.data_root] if args.data_root else []
 
     def too_late(method: str, preset: str, seed: int, options: tuple[str, ...]) -> str | None:
@@ -126,7 +133,7 @@ def main() -> int:
             current = code_hash(plugin_file(registry.get_method(method)), plugin_file(registry.get_dataset(args.dataset)))
             if record.code_hash == current and not matched_run_changed(record):
                 return None  # reused at once
-        needed = estimated_seconds(out, method, preset)
+        needed = estimated_seconds(out, method, preset, speed)
         resume = resume_path(out, spec.hash)
         if needed is not None and resume.exists():
             try:
@@ -165,7 +172,7 @@ def main() -> int:
             log.write(" ".join(command) + "\n" + result.stdout + result.stderr[-2000:] + "\n")
             resumed = "resuming after epoch" in result.stderr  # its wall time covers only the epochs left
             if result.returncode == 0 and "trained in" in result.stdout and not resumed:  # what --stop-at reads
-                log.write(f"{DURATION_MARK} {method}:{preset or 'default'} {time.time() - started:.0f}\n")
+                log.write(f"{DURATION_MARK} {method}:{preset or 'default'} {time.time() - started:.0f} {speed:.1f}\n")
         record = match.group(1) if match and result.returncode == 0 else None
         if record is not None and args.lanes == 1 and method not in ("dense", "static_small"):
             subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out), *data_root],
@@ -217,20 +224,36 @@ def clock_time(text: str) -> float:
     return moment.timestamp()
 
 
-def estimated_seconds(out: Path, method: str, preset: str) -> float | None:
+def machine_speed(threads: int) -> float:
+    """Dense training images/s of this machine on the speed probe (a few seconds)."""
+    from bench.backbones import build_backbone
+    from bench.measure.throughput import train_step_throughput
+
+    probe = dict(SPEED_PROBE)
+    model = build_backbone(probe.pop("backbone"), probe["input_shape"], probe["num_classes"])
+    return train_step_throughput(model, **probe, steps=5, warmup=2, threads=threads).images_per_second
+
+
+def estimated_seconds(out: Path, method: str, preset: str, speed: float | None = None) -> float | None:
     """Wall time of training a run of this entry, from this board's log of earlier trainings (whole
     `dynbench run` processes): the median of the same method and preset, else dense's times the method's
-    step ratio; None before any."""
-    walls: dict[str, list[float]] = {}
+    step ratio; None before any. Durations logged on a machine of this one's speed (probe within
+    SAME_SPEED) are preferred; else every logged duration counts as it is (a synthetic probe does not
+    scale a whole run between machines: 3.4x the probe speed of an AVX2 EPYC trained only 1.4x as fast)."""
+    similar: dict[str, list[float]] = {}
+    every: dict[str, list[float]] = {}
     log = out / "log.txt"
     for line in log.read_text().splitlines() if log.exists() else []:
         if line.startswith(DURATION_MARK):
-            entry, seconds = line[len(DURATION_MARK):].split()
-            walls.setdefault(entry, []).append(float(seconds))
-    if f"{method}:{preset}" in walls:
-        return statistics.median(walls[f"{method}:{preset}"])
-    if "dense:default" in walls:
-        return statistics.median(walls["dense:default"]) * STEP_RATIO.get(method, max(STEP_RATIO.values()))
+            entry, seconds, *logged_speed = line[len(DURATION_MARK):].split()
+            every.setdefault(entry, []).append(float(seconds))
+            if speed and logged_speed and abs(float(logged_speed[0]) / speed - 1) <= SAME_SPEED:
+                similar.setdefault(entry, []).append(float(seconds))
+    for walls in (similar, every):
+        if f"{method}:{preset}" in walls:
+            return statistics.median(walls[f"{method}:{preset}"])
+        if "dense:default" in walls:
+            return statistics.median(walls["dense:default"]) * STEP_RATIO.get(method, max(STEP_RATIO.values()))
     return None
 
 

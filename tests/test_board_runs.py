@@ -1,0 +1,44 @@
+"""scripts/board_runs.py sizes a run for `--stop-at` from the board's log, scaled to this machine's speed."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "board_runs.py"
+_spec = importlib.util.spec_from_file_location("board_runs", SCRIPT)
+board_runs = importlib.util.module_from_spec(_spec)
+sys.modules["board_runs"] = board_runs  # its dataclasses look their module up there
+_spec.loader.exec_module(board_runs)
+
+
+def write_log(folder: Path, *durations: str) -> Path:
+    (folder / "log.txt").write_text("".join(f"some run output\n{board_runs.DURATION_MARK} {d}\n" for d in durations))
+    return folder
+
+
+def test_no_logged_training_gives_no_estimate(tmp_path: Path) -> None:
+    assert board_runs.estimated_seconds(tmp_path, "skipnet", "default", speed=500.0) is None
+
+
+def test_durations_from_a_machine_of_this_speed_are_preferred(tmp_path: Path) -> None:
+    out = write_log(tmp_path, "skipnet:default 9000 250.0", "skipnet:default 5000 760.0", "skipnet:default 5400 790.0")
+    assert board_runs.estimated_seconds(out, "skipnet", "default", speed=776.0) == pytest.approx(5200.0)
+
+
+def test_without_a_machine_of_this_speed_every_duration_counts_as_it_is(tmp_path: Path) -> None:
+    out = write_log(tmp_path, "skipnet:default 9000 250.0", "skipnet:default 5000", "skipnet:default 6000 760.0")
+    assert board_runs.estimated_seconds(out, "skipnet", "default", speed=500.0) == pytest.approx(6000.0)
+
+
+def test_dense_times_the_step_ratio_when_the_entry_never_trained(tmp_path: Path) -> None:
+    out = write_log(tmp_path, "dense:default 4000 400.0", "midl:default 9999 250.0")
+    expected = 4000 * board_runs.STEP_RATIO["midl"]
+    assert board_runs.estimated_seconds(out, "midl", "default", speed=400.0) == pytest.approx(expected)
+    assert board_runs.estimated_seconds(out, "skipnet", "default") == pytest.approx(
+        4000 * board_runs.STEP_RATIO["skipnet"])
+
+
+def test_the_speed_probe_measures_images_per_second() -> None:
+    assert board_runs.machine_speed(threads=1) > 0
