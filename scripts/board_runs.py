@@ -236,10 +236,10 @@ def machine_speed(threads: int) -> float:
 
 def estimated_seconds(out: Path, method: str, preset: str, speed: float | None = None) -> float | None:
     """Wall time of training a run of this entry, from this board's log of earlier trainings (whole
-    `dynbench run` processes): the median of the same method and preset, else dense's times the method's
-    step ratio; None before any. Durations logged on a machine of this one's speed (probe within
-    SAME_SPEED) are preferred; else every logged duration counts as it is (a synthetic probe does not
-    scale a whole run between machines: 3.4x the probe speed of an AVX2 EPYC trained only 1.4x as fast)."""
+    `dynbench run` processes): the median of the same method and preset, else that of every logged run
+    converted by the methods' step ratios; None before any. Durations logged on a machine of this one's speed
+    (probe within SAME_SPEED) are preferred; else every logged duration counts as it is (a synthetic probe
+    does not scale a whole run between machines: 3.4x the probe speed of an AVX2 EPYC trained 2.7x as fast)."""
     similar: dict[str, list[float]] = {}
     every: dict[str, list[float]] = {}
     log = out / "log.txt"
@@ -252,9 +252,15 @@ def estimated_seconds(out: Path, method: str, preset: str, speed: float | None =
     for walls in (similar, every):
         if f"{method}:{preset}" in walls:
             return statistics.median(walls[f"{method}:{preset}"])
-        if "dense:default" in walls:
-            return statistics.median(walls["dense:default"]) * STEP_RATIO.get(method, max(STEP_RATIO.values()))
+        if walls:
+            dense_equivalents = [seconds / step_ratio(entry.partition(":")[0])
+                                 for entry, durations in walls.items() for seconds in durations]
+            return statistics.median(dense_equivalents) * step_ratio(method)
     return None
+
+
+def step_ratio(method: str) -> float:
+    return STEP_RATIO.get(method, max(STEP_RATIO.values()))
 
 
 if __name__ == "__main__":

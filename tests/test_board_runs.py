@@ -1,6 +1,7 @@
 """scripts/board_runs.py sizes a run for `--stop-at` from the board's log, scaled to this machine's speed."""
 
 import importlib.util
+import statistics
 import sys
 from pathlib import Path
 
@@ -32,12 +33,16 @@ def test_without_a_machine_of_this_speed_every_duration_counts_as_it_is(tmp_path
     assert board_runs.estimated_seconds(out, "skipnet", "default", speed=500.0) == pytest.approx(6000.0)
 
 
-def test_dense_times_the_step_ratio_when_the_entry_never_trained(tmp_path: Path) -> None:
-    out = write_log(tmp_path, "dense:default 4000 400.0", "midl:default 9999 250.0")
-    expected = 4000 * board_runs.STEP_RATIO["midl"]
-    assert board_runs.estimated_seconds(out, "midl", "default", speed=400.0) == pytest.approx(expected)
+def test_an_entry_never_trained_is_sized_by_the_step_ratios_of_those_that_did(tmp_path: Path) -> None:
+    ratio = board_runs.STEP_RATIO
+    out = write_log(tmp_path, "dense:default 4000 400.0", "random_gate:default 4080 400.0", "midl:default 9999 250.0")
+    # on this machine's speed: dense 4000 s and random gates 4080 s are both 4000 dense-seconds
+    assert board_runs.estimated_seconds(out, "midl", "default", speed=400.0) == pytest.approx(
+        4000 * ratio["midl"])
+    # a machine of no logged speed: every line, the same entry's own first
+    assert board_runs.estimated_seconds(out, "midl", "default", speed=1000.0) == pytest.approx(9999.0)
     assert board_runs.estimated_seconds(out, "skipnet", "default") == pytest.approx(
-        4000 * board_runs.STEP_RATIO["skipnet"])
+        statistics.median([4000, 4080 / ratio["random_gate"], 9999 / ratio["midl"]]) * ratio["skipnet"])
 
 
 def test_the_speed_probe_measures_images_per_second() -> None:
