@@ -8,7 +8,7 @@ net at that run's validation executed MACs; CosineGate also gets dense in its bl
 ReLU). The all-on control is scored inside every gated record.
 `--presets METHOD:PRESET ...` adds further operating points, each with its method's controls.
 Runs are ordered so that each finished record leaves a usable board: every dense seed first, then
-seed 0 of every method and its controls, then the other seeds. Finished runs are reused (resume by
+seed 0 of every method, then their controls, then the other seeds. Finished runs are reused (resume by
 running the same command again); records land in OUT/runs, then `dynbench tables --results OUT`.
 Latency: with one lane each gated run is timed right after it trains (nothing else runs then); with two,
 every gated run is timed at the end, once both lanes are idle (`dynbench time`).
@@ -179,11 +179,14 @@ def main() -> int:
                            cwd=ROOT, env=env)
         return record
 
-    def gated_with_controls(row: Row, seed: int) -> None:
-        record = run(row.entry, seed)
+    def controls(row: Row, seed: int, record: str | None) -> None:
         if record is None:
             return
-        if row.random == "channel":
+        if row.random is not None and executes_every_unit(ROOT / record):
+            with lock:
+                print(f"{time.strftime('%H:%M:%S')} random_gate match_record={record} seed {seed}: not needed (the "
+                      f"gated run executes every unit: random gates at rate 1 are its dense control)", file=sys.stderr)
+        elif row.random == "channel":
             run("random_gate", seed, f"match_record={record}", "unit=channel")
         elif row.random is not None:
             run("random_gate", seed, f"match_record={record}", f"composition={row.random}")
@@ -195,11 +198,19 @@ def main() -> int:
 
     with ThreadPoolExecutor(args.lanes) as lanes:
         list(lanes.map(lambda seed: run("dense", seed), args.seeds))
-        for seed in args.seeds:
-            list(lanes.map(lambda row: gated_with_controls(row, seed), rows))
+        for seed in args.seeds:  # every method's gated run of a seed before the controls
+            records = list(lanes.map(lambda row: run(row.entry, seed), rows))
+            list(lanes.map(lambda pair: controls(*pair, seed), zip(rows, records)))
     subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out), *data_root], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0
+
+
+def executes_every_unit(record: Path) -> bool:
+    """Whether a gated run executed every gated unit on all validation inputs (random gates at its rates
+    would be its dense network)."""
+    rates = load_record(record).metrics.get("val_exec_rate_per_unit") or {}
+    return bool(rates) and min(rates.values()) >= 1.0
 
 
 def preset_row(entry: str) -> Row:

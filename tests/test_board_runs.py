@@ -1,6 +1,7 @@
 """scripts/board_runs.py sizes a run for `--stop-at` from the board's log, scaled to this machine's speed."""
 
 import importlib.util
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -47,3 +48,17 @@ def test_an_entry_never_trained_is_sized_by_the_step_ratios_of_those_that_did(tm
 
 def test_the_speed_probe_measures_images_per_second() -> None:
     assert board_runs.machine_speed(threads=1) > 0
+
+
+
+def write_record(path: Path, rates: dict[str, float]) -> Path:
+    fields = {"spec": {}, "spec_hash": "0", "code_hash": "0", "seeds": {}, "data": {}, "curve": [], "train_seconds": 1.0,
+              "wall_seconds": 1.0, "versions": {}, "hardware": {}, "created": "2026-12-04T00:00:00+00:00",
+              "metrics": {"val_exec_rate_per_unit": rates}}
+    path.write_text(json.dumps(fields))
+    return path
+
+
+def test_a_gated_run_that_executes_every_unit_needs_no_random_gate_control(tmp_path: Path) -> None:
+    assert board_runs.executes_every_unit(write_record(tmp_path / "all_on.json", {"blocks.1": 1.0, "blocks.2": 1.0}))
+    assert not board_runs.executes_every_unit(write_record(tmp_path / "gating.json", {"blocks.1": 1.0, "blocks.2": 0.93}))
