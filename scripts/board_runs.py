@@ -175,6 +175,7 @@ def main() -> int:
                 log.write(f"{DURATION_MARK} {method}:{preset or 'default'} {time.time() - started:.0f} {speed:.1f}\n")
         record = match.group(1) if match and result.returncode == 0 else None
         if record is not None and args.lanes == 1 and method not in ("dense", "static_small"):
+            settle()
             subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out), *data_root],
                            cwd=ROOT, env=env)
         return record
@@ -204,6 +205,14 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out), *data_root], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0
+
+
+def settle(longest: float = 300.0) -> None:
+    """Wait until the load average left by the training just finished has decayed (it lags by about a
+    minute) to the one thread the timing uses, so that the timing is not marked busy; at most `longest` s."""
+    deadline = time.time() + longest
+    while os.getloadavg()[0] > 1.0 and time.time() < deadline:
+        time.sleep(10)
 
 
 def executes_every_unit(record: Path) -> bool:
