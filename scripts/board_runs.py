@@ -47,6 +47,7 @@ from bench import DynBenchError, registry  # noqa: E402
 from bench.checkpoints import read_checkpoint, resume_path  # noqa: E402
 from bench.cli import parse_options  # noqa: E402
 from bench.matching import matched_run_changed  # noqa: E402
+from bench.measure.latency import cpu_model  # noqa: E402
 from bench.records import code_hash, load_record, record_path  # noqa: E402
 from bench.train import make_spec, plugin_file  # noqa: E402
 
@@ -115,6 +116,8 @@ def main() -> int:
     rows = [row for row in ROWS if args.only is None or row.entry in args.only] + [preset_row(p) for p in args.presets]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     speed = machine_speed(args.threads)  # before any run starts: nothing else loads the machine
+    log.write(f"# machine: {cpu_model()}, {os.cpu_count()} cores; probe {speed:.1f} images/s on {args.threads} "
+              f"thread(s) ({time.strftime('%Y-%m-%d %H:%M')}; records keep no CPU model)\n")
     data_root = ["--data-root", args.data_root] if args.data_root else []
 
     def too_late(method: str, preset: str, seed: int, options: tuple[str, ...]) -> str | None:
