@@ -160,6 +160,8 @@ class CosineBlock(BlockGate):
             return super().forward(x)
         s, r = self.block.shortcut(x), self.branch(x)
         g = full_precision(self.gate.from_branch, x, s, r, self.block.context.mask)
+        if self.forced is not None:  # the all-on control (`gates_forced`): this path bypasses `decide`
+            g = torch.full_like(g, self.forced)
         record(self.name, g)
         y = self.compose.mixed(s, r, g.view(-1, *[1] * (r.dim() - 1)), self.act)
         reductions = self.gate.scratch.pop("reductions", None)
