@@ -204,7 +204,7 @@ def main() -> int:
         list(lanes.map(lambda seed: run("dense", seed), args.seeds))
         for seed in args.seeds:  # every method's gated run of a seed before the controls
             records = list(lanes.map(lambda row: run(row.entry, seed), rows))
-            list(lanes.map(lambda pair: controls(*pair, seed), zip(rows, records)))
+            list(lanes.map(lambda pair: controls(pair[0], seed, pair[1]), zip(rows, records)))
     subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out), *data_root], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import subprocess
 import statistics
 import sys
 from pathlib import Path
@@ -62,3 +63,26 @@ def write_record(path: Path, rates: dict[str, float]) -> Path:
 def test_a_gated_run_that_executes_every_unit_needs_no_random_gate_control(tmp_path: Path) -> None:
     assert board_runs.executes_every_unit(write_record(tmp_path / "all_on.json", {"blocks.1": 1.0, "blocks.2": 1.0}))
     assert not board_runs.executes_every_unit(write_record(tmp_path / "gating.json", {"blocks.1": 1.0, "blocks.2": 0.93}))
+
+
+def test_each_methods_gated_run_trains_before_the_controls_of_its_seed(tmp_path, monkeypatch) -> None:
+    commands: list[list[str]] = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        entry = command[command.index("--method") + 1] if "--method" in command else None
+        record = write_record(tmp_path / f"{len(commands)}.json", {"blocks.1": 0.5} if entry != "skipnet" else {"blocks.1": 1.0})
+        return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
+
+    monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
+    monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
+    monkeypatch.setattr(board_runs, "settle", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
+                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", "1"])
+    assert board_runs.main() == 0
+    trained = [c[c.index("--method") + 1] for c in commands if "run" in c and "--method" in c]
+    gated = [row.entry.partition(":")[0] for row in board_runs.ROWS]
+    assert trained[0] == "dense" and trained[1:1 + len(gated)] == gated
+    assert set(trained[1 + len(gated):]) <= {"random_gate", "static_small", "midl"}
+    skipnet_record = str(tmp_path / f"{trained.index('skipnet') + 1}.json")
+    assert not any(f"match_record={skipnet_record}" in c and "random_gate" in c for c in commands)
