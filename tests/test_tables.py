@@ -586,3 +586,20 @@ def test_the_index_puts_current_boards_before_stale_ones_and_says_which_are_stal
     assert "stale" not in markdown[standard:].splitlines()[0]
     inline = markdown[standard:paper]
     assert "| dense " in inline and "95.00" in inline  # the current board's table is the inline one
+
+
+def test_nominal_macs_of_a_faithful_cosinegate_run_stand_beside_its_executed_macs(results_dir):
+    """Faithful CosineGate computes every branch to decide: its executed MACs exceed dense, and the board
+    gives the nominal figure (skipped blocks not computed) beside them, outside the table's ranking."""
+    save(results_dir, fake_record("dense", 0, 0.93, 1000))
+    for seed, nominal in enumerate([300.0, 340.0]):
+        save(results_dir, fake_record("cosinegate", seed, 0.90, 1010, rates={"blocks.0": 0.0},
+                                      extra_metrics={"macs_nominal": {"mean": nominal, "saving": 1 - nominal / 1000}}))
+    # realizable: skips for real, so its nominal figure is its executed one less the gate: not shown
+    save(results_dir, fake_record("cosinegate", 0, 0.89, 420, rates={"blocks.0": 0.0}, preset="realizable",
+                                  extra_metrics={"macs_nominal": {"mean": 400.0, "saving": 0.6}}))
+    page = (write_tables(results_dir).parent / "digits/resnet8_standard_1ep/leaderboard.md").read_text()
+    assert "not executed MACs and rank nothing): #2 cosinegate: 0.000 M (68.0 % saving)." in page
+    assert "cosinegate:realizable: 0.000 M" not in page
+    row = next(r for r in page.splitlines() if r.startswith("|") and "| cosinegate " in r)
+    assert [cell.strip() for cell in row.split("|")][7] == "-1"  # the saving column: executed, not nominal

@@ -4,6 +4,7 @@ profile first), CSVs and the HTML report. Every path written stays inside the re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -97,6 +98,13 @@ def board_markdown(board: Board, select_on: str | None, figures: list[LatencyFig
               if row["zero_loss_terms"]]
     if silent:
         parts += ["Loss terms that stayed exactly 0 for the whole run (they never acted): " + "; ".join(silent) + ".", ""]
+    nominal = [f"#{row['rank']} {row['entry']}: {row['nominal_macs'] / 1e6:.3f} M "
+               f"({100 * (1 - row['nominal_macs'] / row['dense_macs_board']):.1f} % saving)"
+               for _, row in board.rows.iterrows() if not math.isnan(row["nominal_macs"]) and row["mac_saving"] <= 0]
+    if nominal:  # rows that save nothing although their gates switch blocks off: faithful CosineGate
+        parts += ["Nominal MACs of rows that execute at least dense MACs although their gates switch blocks off, as if "
+                  "those blocks were not computed (the model computes them to decide, so they are not executed MACs "
+                  "and rank nothing): " + "; ".join(nominal) + ".", ""]
     comparisons = comparisons_frame(board, select_on)
     if len(comparisons):
         parts += ["## Matched controls", "", comparisons.to_markdown(index=False), ""]
