@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,28 +183,36 @@ def main() -> int:
                            cwd=ROOT, env=env)
         return record
 
-    def controls(row: Row, seed: int, record: str | None) -> None:
+    def controls(row: Row, seed: int, record: str | None) -> list[tuple[str, ...]]:
+        """The control runs (entry, option ...) matched to a gated run's record."""
         if record is None:
-            return
+            return []
+        runs: list[tuple[str, ...]] = []
         if row.random is not None and executes_every_unit(ROOT / record):
             with lock:
                 print(f"{time.strftime('%H:%M:%S')} random_gate match_record={record} seed {seed}: not needed (the "
                       f"gated run executes every unit: random gates at rate 1 are its dense control)", file=sys.stderr)
         elif row.random == "channel":
-            run("random_gate", seed, f"match_record={record}", "unit=channel")
+            runs.append(("random_gate", f"match_record={record}", "unit=channel"))
         elif row.random is not None:
-            run("random_gate", seed, f"match_record={record}", f"composition={row.random}")
+            runs.append(("random_gate", f"match_record={record}", f"composition={row.random}"))
         if row.static:
-            run("static_small", seed, f"match_record={record}")
-        for extra in row.extra:
-            entry, *options = extra.split()
-            run(entry, seed, *options)
+            runs.append(("static_small", f"match_record={record}"))
+        return runs + [tuple(extra.split()) for extra in row.extra]
 
     with ThreadPoolExecutor(args.lanes) as lanes:
         list(lanes.map(lambda seed: run("dense", seed), args.seeds))
-        for seed in args.seeds:  # every method's gated run of a seed before the controls
-            records = list(lanes.map(lambda row: run(row.entry, seed), rows))
-            list(lanes.map(lambda pair: controls(pair[0], seed, pair[1]), zip(rows, records)))
+        for seed in args.seeds:
+            # every method's gated run of a seed is queued before any control; each control is queued as soon as
+            # its gated run has finished, so no lane waits for the slowest gated run
+            gated = {lanes.submit(run, row.entry, seed): row for row in rows}
+            queued: dict[tuple[str, ...], Future] = {}  # CosineGate's two rows share their dense control
+            for finished in as_completed(gated):
+                for control in controls(gated[finished], seed, finished.result()):
+                    if control not in queued:
+                        queued[control] = lanes.submit(run, control[0], seed, *control[1:])
+            for future in queued.values():
+                future.result()
     subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out), *data_root], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0

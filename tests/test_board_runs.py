@@ -86,3 +86,30 @@ def test_each_methods_gated_run_trains_before_the_controls_of_its_seed(tmp_path,
     assert set(trained[1 + len(gated):]) <= {"random_gate", "static_small", "midl"}
     skipnet_record = str(tmp_path / f"{trained.index('skipnet') + 1}.json")
     assert not any(f"match_record={skipnet_record}" in c and "random_gate" in c for c in commands)
+
+
+def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, monkeypatch) -> None:
+    import threading
+
+    commands: list[list[str]] = []
+    control_started = threading.Event()
+    midl_saw_a_control = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        entry = command[command.index("--method") + 1] if "--method" in command else None
+        if entry in ("random_gate", "static_small"):
+            control_started.set()
+        if entry == "midl" and "--preset" in command and command[command.index("--preset") + 1] == "default":
+            midl_saw_a_control.append(control_started.wait(timeout=10))  # the slow gated run
+        record = write_record(tmp_path / f"{len(commands)}.json", {"blocks.1": 0.5})
+        return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
+
+    monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
+    monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
+    monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
+                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", "2"])
+    assert board_runs.main() == 0
+    assert midl_saw_a_control == [True]
+    cosinegate_dense = [c for c in commands if "keep_rate=1.0" in c]
+    assert len(cosinegate_dense) == 1  # shared by both CosineGate rows: trained once
