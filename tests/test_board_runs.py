@@ -5,6 +5,7 @@ import json
 import subprocess
 import statistics
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,20 +90,21 @@ def test_each_methods_gated_run_trains_before_the_controls_of_its_seed(tmp_path,
 
 
 def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, monkeypatch) -> None:
-    import threading
-
     commands: list[list[str]] = []
+    appending = threading.Lock()  # two lanes call it at once: each record gets its own file
     control_started = threading.Event()
     midl_saw_a_control = []
 
     def fake_run(command, **kwargs):
-        commands.append(command)
+        with appending:
+            commands.append(command)
+            number = len(commands)
         entry = command[command.index("--method") + 1] if "--method" in command else None
         if entry in ("random_gate", "static_small"):
             control_started.set()
         if entry == "midl" and "--preset" in command and command[command.index("--preset") + 1] == "default":
             midl_saw_a_control.append(control_started.wait(timeout=10))  # the slow gated run
-        record = write_record(tmp_path / f"{len(commands)}.json", {"blocks.1": 0.5})
+        record = write_record(tmp_path / f"{number}.json", {"blocks.1": 0.5})
         return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
 
     monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
