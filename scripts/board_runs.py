@@ -173,11 +173,13 @@ def main() -> int:
             print(f"{time.strftime('%H:%M:%S')} {entry} {' '.join(options)} seed {seed}: {status} "
                   f"in {time.time() - started:.0f}s", file=sys.stderr)
             log.write(" ".join(command) + "\n" + result.stdout + result.stderr[-2000:] + "\n")
+            trained = result.returncode == 0 and "trained in" in result.stdout  # not a reused record
             resumed = "resuming after epoch" in result.stderr  # its wall time covers only the epochs left
-            if result.returncode == 0 and "trained in" in result.stdout and not resumed:  # what --stop-at reads
+            if trained and not resumed:  # what --stop-at reads
                 log.write(f"{DURATION_MARK} {method}:{preset or 'default'} {time.time() - started:.0f} {speed:.1f}\n")
         record = match.group(1) if match and result.returncode == 0 else None
-        if record is not None and args.lanes == 1 and method not in ("dense", "static_small"):
+        # a reused record was timed when it trained (its model may not even be kept here)
+        if record is not None and trained and args.lanes == 1 and method not in ("dense", "static_small"):
             settle()
             subprocess.run([sys.executable, "-m", "bench", "time", record, "--results", str(out), *data_root],
                            cwd=ROOT, env=env)

@@ -115,3 +115,28 @@ def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, m
     assert midl_saw_a_control == [True]
     cosinegate_dense = [c for c in commands if "keep_rate=1.0" in c]
     assert len(cosinegate_dense) == 1  # shared by both CosineGate rows: trained once
+
+
+def test_with_one_lane_only_a_run_trained_now_is_timed(tmp_path, monkeypatch) -> None:
+    # a reused record was timed when it trained, and its model may not be kept on this machine
+    commands: list[list[str]] = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        if "--method" not in command:  # `dynbench time` and `dynbench tables`
+            return subprocess.CompletedProcess(command, 0, stdout="", stderr="")
+        entry = command[command.index("--method") + 1]
+        record = write_record(tmp_path / f"{len(commands)}.json", {"blocks.1": 0.5})
+        outcome = "trained in 1.0s" if entry == "convnet_aig" else "reused the existing record"
+        return subprocess.CompletedProcess(command, 0, stdout=f"{outcome}\nrecord: {record}\n", stderr="")
+
+    monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
+    monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
+    monkeypatch.setattr(board_runs, "settle", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
+                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", "1"])
+    assert board_runs.main() == 0
+    timed_one = [c for c in commands if "time" in c and "--all-seeds" not in c]
+    aig_record = next(str(tmp_path / f"{i + 1}.json") for i, c in enumerate(commands)
+                      if "--method" in c and c[c.index("--method") + 1] == "convnet_aig")
+    assert [c[c.index("time") + 1] for c in timed_one] == [aig_record]
