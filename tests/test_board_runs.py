@@ -61,6 +61,16 @@ def write_record(path: Path, rates: dict[str, float]) -> Path:
     return path
 
 
+def run_board(monkeypatch, tmp_path: Path, fake_run, lanes: int) -> None:
+    """board_runs.main on a one-seed MNIST board, every subprocess answered by `fake_run`."""
+    monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
+    monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
+    monkeypatch.setattr(board_runs, "settle", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
+                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", str(lanes)])
+    assert board_runs.main() == 0
+
+
 def test_a_gated_run_that_executes_every_unit_needs_no_random_gate_control(tmp_path: Path) -> None:
     assert board_runs.executes_every_unit(write_record(tmp_path / "all_on.json", {"blocks.1": 1.0, "blocks.2": 1.0}))
     assert not board_runs.executes_every_unit(write_record(tmp_path / "gating.json", {"blocks.1": 1.0, "blocks.2": 0.93}))
@@ -75,12 +85,7 @@ def test_each_methods_gated_run_trains_before_the_controls_of_its_seed(tmp_path,
         record = write_record(tmp_path / f"{len(commands)}.json", {"blocks.1": 0.5} if entry != "skipnet" else {"blocks.1": 1.0})
         return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
 
-    monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
-    monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
-    monkeypatch.setattr(board_runs, "settle", lambda: None)
-    monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
-                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", "1"])
-    assert board_runs.main() == 0
+    run_board(monkeypatch, tmp_path, fake_run, lanes=1)
     trained = [c[c.index("--method") + 1] for c in commands if "run" in c and "--method" in c]
     gated = [row.entry.partition(":")[0] for row in board_runs.ROWS]
     assert trained[0] == "dense" and trained[1:1 + len(gated)] == gated
@@ -107,11 +112,7 @@ def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, m
         record = write_record(tmp_path / f"{number}.json", {"blocks.1": 0.5})
         return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
 
-    monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
-    monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
-    monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
-                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", "2"])
-    assert board_runs.main() == 0
+    run_board(monkeypatch, tmp_path, fake_run, lanes=2)
     assert midl_saw_a_control == [True]
     cosinegate_dense = [c for c in commands if "keep_rate=1.0" in c]
     assert len(cosinegate_dense) == 1  # shared by both CosineGate rows: trained once
@@ -130,12 +131,7 @@ def test_with_one_lane_only_a_run_trained_now_is_timed(tmp_path, monkeypatch) ->
         outcome = "trained in 1.0s" if entry == "convnet_aig" else "reused the existing record"
         return subprocess.CompletedProcess(command, 0, stdout=f"{outcome}\nrecord: {record}\n", stderr="")
 
-    monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
-    monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
-    monkeypatch.setattr(board_runs, "settle", lambda: None)
-    monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
-                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", "1"])
-    assert board_runs.main() == 0
+    run_board(monkeypatch, tmp_path, fake_run, lanes=1)
     timed_one = [c for c in commands if "time" in c and "--all-seeds" not in c]
     aig_record = next(str(tmp_path / f"{i + 1}.json") for i, c in enumerate(commands)
                       if "--method" in c and c[c.index("--method") + 1] == "convnet_aig")
