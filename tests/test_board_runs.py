@@ -52,7 +52,6 @@ def test_the_speed_probe_measures_images_per_second() -> None:
     assert board_runs.machine_speed(threads=1) > 0
 
 
-
 def write_record(path: Path, rates: dict[str, float]) -> Path:
     fields = {"spec": {}, "spec_hash": "0", "code_hash": "0", "seeds": {}, "data": {}, "curve": [], "train_seconds": 1.0,
               "wall_seconds": 1.0, "versions": {}, "hardware": {}, "created": "2026-12-04T00:00:00+00:00",
