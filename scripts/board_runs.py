@@ -204,17 +204,20 @@ def main() -> int:
 
     with ThreadPoolExecutor(args.lanes) as lanes:
         list(lanes.map(lambda seed: run("dense", seed), args.seeds))
+        every_control: list[Future] = []
         for seed in args.seeds:
             # every method's gated run of a seed is queued before any control; each control is queued as soon as
-            # its gated run has finished, so no lane waits for the slowest gated run
+            # its gated run has finished, so no lane waits for the slowest gated run; the next seed's gated runs
+            # queue behind this seed's controls instead of waiting for them, so no lane waits for the slowest control
             gated = {lanes.submit(run, row.entry, seed): row for row in rows}
             queued: dict[tuple[str, ...], Future] = {}  # CosineGate's two rows share their dense control
             for finished in as_completed(gated):
                 for control in controls(gated[finished], seed, finished.result()):
                     if control not in queued:
                         queued[control] = lanes.submit(run, control[0], seed, *control[1:])
-            for future in queued.values():
-                future.result()
+            every_control += queued.values()
+        for future in every_control:
+            future.result()
     subprocess.run([sys.executable, "-m", "bench", "time", "--all-seeds", "--results", str(out), *data_root], cwd=ROOT)
     subprocess.run([sys.executable, "-m", "bench", "tables", "--results", str(out)], cwd=ROOT)
     return 0

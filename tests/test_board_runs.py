@@ -60,13 +60,13 @@ def write_record(path: Path, rates: dict[str, float]) -> Path:
     return path
 
 
-def run_board(monkeypatch, tmp_path: Path, fake_run, lanes: int) -> None:
-    """board_runs.main on a one-seed MNIST board, every subprocess answered by `fake_run`."""
+def run_board(monkeypatch, tmp_path: Path, fake_run, lanes: int, seeds: tuple[str, ...] = ("0",)) -> None:
+    """board_runs.main on an MNIST board (seed 0 unless told), every subprocess answered by `fake_run`."""
     monkeypatch.setattr(board_runs.subprocess, "run", fake_run)
     monkeypatch.setattr(board_runs, "machine_speed", lambda threads: 500.0)
     monkeypatch.setattr(board_runs, "settle", lambda: None)
     monkeypatch.setattr(sys, "argv", ["board_runs.py", "--dataset", "mnist", "--backbone", "resnet20", "--epochs", "1",
-                                      "--out", str(tmp_path / "board"), "--seeds", "0", "--lanes", str(lanes)])
+                                      "--out", str(tmp_path / "board"), "--seeds", *seeds, "--lanes", str(lanes)])
     assert board_runs.main() == 0
 
 
@@ -115,6 +115,32 @@ def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, m
     assert midl_saw_a_control == [True]
     cosinegate_dense = [c for c in commands if "keep_rate=1.0" in c]
     assert len(cosinegate_dense) == 1  # shared by both CosineGate rows: trained once
+
+
+def test_with_two_lanes_the_next_seed_starts_while_a_slow_control_trains(tmp_path, monkeypatch) -> None:
+    commands: list[list[str]] = []
+    appending = threading.Lock()
+    next_seed_started = threading.Event()
+    slow_control_saw_it = []
+
+    def fake_run(command, **kwargs):
+        with appending:
+            commands.append(command)
+            number = len(commands)
+        seed = command[command.index("--seed") + 1] if "--seed" in command else None
+        if seed == "1" and "dense" not in command:
+            next_seed_started.set()
+        if seed == "0" and "random_topk" in command:  # a seed-0 control, queued last
+            slow_control_saw_it.append(next_seed_started.wait(timeout=10))
+        record = write_record(tmp_path / f"{number}.json", {"blocks.1": 0.5})
+        return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
+
+    run_board(monkeypatch, tmp_path, fake_run, lanes=2, seeds=("0", "1"))
+    assert slow_control_saw_it == [True]
+    trained = [(c[c.index("--seed") + 1], c[c.index("--method") + 1]) for c in commands if "--method" in c]
+    first_of_seed_1 = next(i for i, (seed, method) in enumerate(trained) if seed == "1" and method != "dense")
+    seed_0_controls = [i for i, (seed, method) in enumerate(trained) if seed == "0" and method in ("random_gate", "static_small")]
+    assert max(seed_0_controls) < first_of_seed_1  # in the queue's order: this seed's controls first
 
 
 def test_with_one_lane_only_a_run_trained_now_is_timed(tmp_path, monkeypatch) -> None:
