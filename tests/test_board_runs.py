@@ -93,25 +93,47 @@ def test_each_methods_gated_run_trains_before_the_controls_of_its_seed(tmp_path,
     assert not any(f"match_record={skipnet_record}" in c and "random_gate" in c for c in commands)
 
 
-def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, monkeypatch) -> None:
-    commands: list[list[str]] = []
-    appending = threading.Lock()  # two lanes call it at once: each record gets its own file
-    control_started = threading.Event()
-    midl_saw_a_control = []
+def two_lane_run(tmp_path: Path, commands: list[list[str]], before_finishing):
+    """A fake `subprocess.run` safe for two lanes: logs each command, calls `before_finishing(command)`
+    (which may block, as a slow run does), then answers with a record of its own."""
+    appending = threading.Lock()
 
     def fake_run(command, **kwargs):
         with appending:
             commands.append(command)
             number = len(commands)
-        entry = command[command.index("--method") + 1] if "--method" in command else None
-        if entry in ("random_gate", "static_small"):
-            control_started.set()
-        if entry == "midl" and "--preset" in command and command[command.index("--preset") + 1] == "default":
-            midl_saw_a_control.append(control_started.wait(timeout=10))  # the slow gated run
+        before_finishing(command)
         record = write_record(tmp_path / f"{number}.json", {"blocks.1": 0.5})
         return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
 
-    run_board(monkeypatch, tmp_path, fake_run, lanes=2)
+    return fake_run
+
+
+def argument(command: list[str], flag: str) -> str | None:
+    return command[command.index(flag) + 1] if flag in command else None
+
+
+def slow_until(begun, slow):
+    """A `two_lane_run` hook: a run for which `slow(command)` holds waits (at most 10 s) until one for which
+    `begun(command)` holds has started; the list gets whether each slow run saw it."""
+    started = threading.Event()
+    saw: list[bool] = []
+
+    def hook(command):
+        if begun(command):
+            started.set()
+        if slow(command):
+            saw.append(started.wait(timeout=10))
+
+    return hook, saw
+
+
+def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, monkeypatch) -> None:
+    commands: list[list[str]] = []
+    hook, midl_saw_a_control = slow_until(
+        begun=lambda c: argument(c, "--method") in ("random_gate", "static_small"),
+        slow=lambda c: argument(c, "--method") == "midl" and argument(c, "--preset") == "default")
+    run_board(monkeypatch, tmp_path, two_lane_run(tmp_path, commands, hook), lanes=2)
     assert midl_saw_a_control == [True]
     cosinegate_dense = [c for c in commands if "keep_rate=1.0" in c]
     assert len(cosinegate_dense) == 1  # shared by both CosineGate rows: trained once
@@ -119,23 +141,10 @@ def test_with_two_lanes_controls_start_while_a_slow_gated_run_trains(tmp_path, m
 
 def test_with_two_lanes_the_next_seed_starts_while_a_slow_control_trains(tmp_path, monkeypatch) -> None:
     commands: list[list[str]] = []
-    appending = threading.Lock()
-    next_seed_started = threading.Event()
-    slow_control_saw_it = []
-
-    def fake_run(command, **kwargs):
-        with appending:
-            commands.append(command)
-            number = len(commands)
-        seed = command[command.index("--seed") + 1] if "--seed" in command else None
-        if seed == "1" and "dense" not in command:
-            next_seed_started.set()
-        if seed == "0" and "random_topk" in command:  # a seed-0 control, queued last
-            slow_control_saw_it.append(next_seed_started.wait(timeout=10))
-        record = write_record(tmp_path / f"{number}.json", {"blocks.1": 0.5})
-        return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
-
-    run_board(monkeypatch, tmp_path, fake_run, lanes=2, seeds=("0", "1"))
+    hook, slow_control_saw_it = slow_until(
+        begun=lambda c: argument(c, "--seed") == "1" and argument(c, "--method") != "dense",
+        slow=lambda c: argument(c, "--seed") == "0" and "random_topk" in c)  # a seed-0 control
+    run_board(monkeypatch, tmp_path, two_lane_run(tmp_path, commands, hook), lanes=2, seeds=("0", "1"))
     assert slow_control_saw_it == [True]
     trained = [(c[c.index("--seed") + 1], c[c.index("--method") + 1]) for c in commands if "--method" in c]
     first_of_seed_1 = next(i for i, (seed, method) in enumerate(trained) if seed == "1" and method != "dense")
