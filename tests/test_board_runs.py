@@ -80,12 +80,12 @@ def test_each_methods_gated_run_trains_before_the_controls_of_its_seed(tmp_path,
 
     def fake_run(command, **kwargs):
         commands.append(command)
-        entry = command[command.index("--method") + 1] if "--method" in command else None
+        entry = argument(command, "--method")
         record = write_record(tmp_path / f"{len(commands)}.json", {"blocks.1": 0.5} if entry != "skipnet" else {"blocks.1": 1.0})
         return subprocess.CompletedProcess(command, 0, stdout=f"record: {record}\n", stderr="")
 
     run_board(monkeypatch, tmp_path, fake_run, lanes=1)
-    trained = [c[c.index("--method") + 1] for c in commands if "run" in c and "--method" in c]
+    trained = [argument(c, "--method") for c in commands if "run" in c and "--method" in c]
     gated = [row.entry.partition(":")[0] for row in board_runs.ROWS]
     assert trained[0] == "dense" and trained[1:1 + len(gated)] == gated
     assert set(trained[1 + len(gated):]) <= {"random_gate", "static_small", "midl"}
@@ -146,7 +146,7 @@ def test_with_two_lanes_the_next_seed_starts_while_a_slow_control_trains(tmp_pat
         slow=lambda c: argument(c, "--seed") == "0" and "random_topk" in c)  # a seed-0 control
     run_board(monkeypatch, tmp_path, two_lane_run(tmp_path, commands, hook), lanes=2, seeds=("0", "1"))
     assert slow_control_saw_it == [True]
-    trained = [(c[c.index("--seed") + 1], c[c.index("--method") + 1]) for c in commands if "--method" in c]
+    trained = [(argument(c, "--seed"), argument(c, "--method")) for c in commands if "--method" in c]
     first_of_seed_1 = next(i for i, (seed, method) in enumerate(trained) if seed == "1" and method != "dense")
     seed_0_controls = [i for i, (seed, method) in enumerate(trained) if seed == "0" and method in ("random_gate", "static_small")]
     assert max(seed_0_controls) < first_of_seed_1  # in the queue's order: this seed's controls first
@@ -160,13 +160,12 @@ def test_with_one_lane_only_a_run_trained_now_is_timed(tmp_path, monkeypatch) ->
         commands.append(command)
         if "--method" not in command:  # `dynbench time` and `dynbench tables`
             return subprocess.CompletedProcess(command, 0, stdout="", stderr="")
-        entry = command[command.index("--method") + 1]
         record = write_record(tmp_path / f"{len(commands)}.json", {"blocks.1": 0.5})
-        outcome = "trained in 1.0s" if entry == "convnet_aig" else "reused the existing record"
+        outcome = "trained in 1.0s" if argument(command, "--method") == "convnet_aig" else "reused the existing record"
         return subprocess.CompletedProcess(command, 0, stdout=f"{outcome}\nrecord: {record}\n", stderr="")
 
     run_board(monkeypatch, tmp_path, fake_run, lanes=1)
     timed_one = [c for c in commands if "time" in c and "--all-seeds" not in c]
     aig_record = next(str(tmp_path / f"{i + 1}.json") for i, c in enumerate(commands)
-                      if "--method" in c and c[c.index("--method") + 1] == "convnet_aig")
+                      if argument(c, "--method") == "convnet_aig")
     assert [c[c.index("time") + 1] for c in timed_one] == [aig_record]
